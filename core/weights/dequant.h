@@ -1,0 +1,28 @@
+// Block dequantisation for the GGUF tensor types titand reads, and the llama.cpp q/k row permutation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "core/weights/ggml_types.h"
+
+namespace titand {
+
+// Decodes n elements of `type` from src (src_bytes available) into dst[0..n). n must be a multiple of the
+// block size and src_bytes >= GgmlTensorBytes(type, n); otherwise INVALID_ARGUMENT / OUT_OF_RANGE and
+// nothing is read. Results follow ggml's reference dequantisation (float32 arithmetic).
+absl::Status Dequantize(GgmlType type, const uint8_t* src, size_t src_bytes, int64_t n, float* dst);
+
+// llama.cpp's convert_hf_to_gguf permutes the rows of q/k projections inside each head so that the
+// interleaved RoPE (pairs 2j, 2j+1) equals HF's rotate-half RoPE (pairs j, j + D/2). With D = head_dim
+// = rows / n_head, half = D/2, i in {0,1}, j in [0, half):
+//   PermuteQK:   out[h*D + 2*j + i] = in[h*D + i*half + j]      (HF order -> GGUF order)
+//   UnpermuteQK: out[h*D + i*half + j] = in[h*D + 2*j + i]      (GGUF order -> HF order)
+// data is a row-major [rows, cols] matrix (cols = 1 for a bias), permuted in place. rows must be a
+// multiple of 2*n_head (callers validate; violating it is a programming error and aborts).
+// For GQA k pass n_head = number of KV heads.
+void PermuteQK(float* data, int64_t rows, int64_t cols, int n_head);
+void UnpermuteQK(float* data, int64_t rows, int64_t cols, int n_head);
+
+}  // namespace titand
