@@ -1,0 +1,1 @@
+"""Python reference implementations for titand (the specs the C++ code is tested against)."""
