@@ -1,0 +1,265 @@
+#include "core/model/causal_lm.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/common/status.h"
+#include "core/model/hybrid_layer.h"
+#include "core/model/ops.h"
+
+namespace titand {
+namespace {
+
+std::string LayerName(int64_t i, const char* rest) { return absl::StrCat("model.layers.", i, ".", rest); }
+
+}  // namespace
+
+CausalLM::~CausalLM() = default;
+
+absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Create(const ModelConfig& config, WeightSource& weights,
+                                                           const ModelOptions& options) {
+  RETURN_IF_ERROR(config.Validate());
+  if (options.dtype != at::kFloat && options.dtype != at::kBFloat16) {
+    return absl::InvalidArgumentError("model dtype must be float32 or bfloat16");
+  }
+  std::unique_ptr<CausalLM> m(new CausalLM(config, options));
+  try {
+    RETURN_IF_ERROR(m->Load(weights));
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(weights.Describe(), ": ", e.what_without_backtrace()));
+  }
+  return m;
+}
+
+absl::Status CausalLM::Load(WeightSource& w) {
+  const ModelConfig& c = config_;
+  auto opts = at::TensorOptions().dtype(options_.dtype).device(options_.device);
+  // Takes a tensor and checks its shape against the config: a mismatched file fails here, named.
+  auto take = [&](const std::string& name, std::vector<int64_t> shape) -> absl::StatusOr<at::Tensor> {
+    ASSIGN_OR_RETURN(at::Tensor t, w.Take(name));
+    if (t.sizes() != at::IntArrayRef(shape)) {
+      return absl::InvalidArgumentError(absl::StrCat(w.Describe(), ": tensor ", name, " has shape [",
+                                                     absl::StrJoin(t.sizes(), ","), "], expected [",
+                                                     absl::StrJoin(shape, ","), "]"));
+    }
+    return t.to(opts);
+  };
+  const int64_t Hd = c.hidden_size;
+  ASSIGN_OR_RETURN(embed_, take("model.embed_tokens.weight", {c.vocab_size, Hd}));
+  ASSIGN_OR_RETURN(final_norm_, take("model.norm.weight", {Hd}));
+  if (c.tie_embeddings && !w.Has("lm_head.weight")) {
+    lm_head_ = embed_;
+  } else {
+    ASSIGN_OR_RETURN(lm_head_, take("lm_head.weight", {c.vocab_size, Hd}));
+  }
+  layers_.resize(c.num_layers);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    Layer& L = layers_[i];
+    ASSIGN_OR_RETURN(L.attn_norm, take(LayerName(i, "input_layernorm.weight"), {Hd}));
+    ASSIGN_OR_RETURN(L.ffn_norm, take(LayerName(i, "post_attention_layernorm.weight"), {Hd}));
+    ASSIGN_OR_RETURN(at::Tensor wq, take(LayerName(i, "self_attn.q_proj.weight"), {c.q_dim(), Hd}));
+    ASSIGN_OR_RETURN(at::Tensor wk, take(LayerName(i, "self_attn.k_proj.weight"), {c.kv_dim(), Hd}));
+    ASSIGN_OR_RETURN(at::Tensor wv, take(LayerName(i, "self_attn.v_proj.weight"), {c.kv_dim(), Hd}));
+    L.wqkv = at::cat({wq, wk, wv}, 0).contiguous();  // one matmul for q, k and v
+    if (c.qkv_bias) {
+      ASSIGN_OR_RETURN(at::Tensor bq, take(LayerName(i, "self_attn.q_proj.bias"), {c.q_dim()}));
+      ASSIGN_OR_RETURN(at::Tensor bk, take(LayerName(i, "self_attn.k_proj.bias"), {c.kv_dim()}));
+      ASSIGN_OR_RETURN(at::Tensor bv, take(LayerName(i, "self_attn.v_proj.bias"), {c.kv_dim()}));
+      L.bqkv = at::cat({bq, bk, bv}, 0);
+    }
+    ASSIGN_OR_RETURN(L.wo, take(LayerName(i, "self_attn.o_proj.weight"), {Hd, c.q_dim()}));
+    if (c.o_bias) {
+      ASSIGN_OR_RETURN(L.bo, take(LayerName(i, "self_attn.o_proj.bias"), {Hd}));
+    }
+    if (c.qk_norm) {
+      ASSIGN_OR_RETURN(L.q_norm, take(LayerName(i, "self_attn.q_norm.weight"), {c.head_dim}));
+      ASSIGN_OR_RETURN(L.k_norm, take(LayerName(i, "self_attn.k_norm.weight"), {c.head_dim}));
+    }
+    const int64_t F = c.intermediate_size;
+    ASSIGN_OR_RETURN(at::Tensor wg, take(LayerName(i, "mlp.gate_proj.weight"), {F, Hd}));
+    ASSIGN_OR_RETURN(at::Tensor wu, take(LayerName(i, "mlp.up_proj.weight"), {F, Hd}));
+    L.w_gate_up = at::cat({wg, wu}, 0).contiguous();  // one matmul for gate and up
+    ASSIGN_OR_RETURN(L.w_down, take(LayerName(i, "mlp.down_proj.weight"), {Hd, F}));
+  }
+  // Loaded-weights check: a tensor the model never asked for means a wrong architecture or file.
+  std::vector<std::string> unused = w.Unused();
+  if (!unused.empty()) {
+    if (unused.size() > 5) unused.resize(5);
+    return absl::InvalidArgumentError(absl::StrCat(w.Describe(), ": tensors not used by the ", c.arch,
+                                                   " model: ", absl::StrJoin(unused, ", ")));
+  }
+  inv_freq_ = RopeInvFreq(c.head_dim, c.rope_theta).to(options_.device);
+  windows_.assign(c.num_layers, c.sliding_window);
+  hybrid_.resize(c.num_layers);
+  return absl::OkStatus();
+}
+
+void CausalLM::SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::optional<int64_t> window) {
+  hybrid_[i] = std::move(hybrid);
+  windows_[i] = window;
+}
+
+int64_t CausalLM::ParameterCount() const {
+  int64_t n = embed_.numel() + final_norm_.numel();
+  if (!lm_head_.is_same(embed_)) n += lm_head_.numel();
+  for (const Layer& L : layers_) {
+    for (const at::Tensor* t : {&L.attn_norm, &L.wqkv, &L.bqkv, &L.wo, &L.bo, &L.q_norm, &L.k_norm, &L.ffn_norm,
+                                &L.w_gate_up, &L.w_down}) {
+      if (t->defined()) n += t->numel();
+    }
+  }
+  return n;
+}
+
+SequenceState CausalLM::NewState() const {
+  SequenceState s;
+  s.layers.resize(config_.num_layers);
+  return s;
+}
+
+namespace {
+
+// Appends T new entries [Hkv, T, D] to a layer's cache; full layers grow by doubling, windowed layers keep
+// the last window-1 entries. Returns the keys/values the new queries attend to and their first position.
+struct KeysView {
+  at::Tensor k, v;
+  int64_t pos0;
+};
+
+KeysView AppendKv(LayerState& st, const at::Tensor& k_new, const at::Tensor& v_new, int64_t pos_new,
+                  std::optional<int64_t> window) {
+  const int64_t T = k_new.size(1);
+  const int64_t old_pos0 = pos_new - st.len;
+  if (window) {
+    at::Tensor k_all = st.len > 0 ? at::cat({st.k.narrow(1, 0, st.len), k_new}, 1) : k_new;
+    at::Tensor v_all = st.len > 0 ? at::cat({st.v.narrow(1, 0, st.len), v_new}, 1) : v_new;
+    const int64_t keep = std::min<int64_t>(*window - 1, k_all.size(1));
+    st.k = k_all.narrow(1, k_all.size(1) - keep, keep).clone();
+    st.v = v_all.narrow(1, v_all.size(1) - keep, keep).clone();
+    st.len = keep;
+    return {k_all, v_all, old_pos0};
+  }
+  const int64_t need = st.len + T;
+  if (!st.k.defined() || st.k.size(1) < need) {
+    const int64_t cap = std::max<int64_t>({need, 2 * (st.k.defined() ? st.k.size(1) : 0), 16});
+    at::Tensor k2 = at::empty({k_new.size(0), cap, k_new.size(2)}, k_new.options());
+    at::Tensor v2 = at::empty({v_new.size(0), cap, v_new.size(2)}, v_new.options());
+    if (st.len > 0) {
+      k2.narrow(1, 0, st.len).copy_(st.k.narrow(1, 0, st.len));
+      v2.narrow(1, 0, st.len).copy_(st.v.narrow(1, 0, st.len));
+    }
+    st.k = k2;
+    st.v = v2;
+  }
+  st.k.narrow(1, st.len, T).copy_(k_new);
+  st.v.narrow(1, st.len, T).copy_(v_new);
+  st.len = need;
+  return {st.k.narrow(1, 0, need), st.v.narrow(1, 0, need), old_pos0};
+}
+
+}  // namespace
+
+at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
+                                    std::vector<ForwardInput>& inputs, const std::vector<int64_t>& offsets) {
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[li];
+  const int64_t N = h.size(0), H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
+  at::Tensor qkv = at::linear(h, L.wqkv, L.bqkv);  // [N, (H + 2 Hkv) D]
+  at::Tensor q = qkv.narrow(1, 0, H * D).view({N, H, D});
+  at::Tensor k = qkv.narrow(1, H * D, Hkv * D).view({N, Hkv, D});
+  at::Tensor v = qkv.narrow(1, (H + Hkv) * D, Hkv * D).view({N, Hkv, D});
+  if (c.qk_norm) {
+    q = RmsNorm(q, L.q_norm, c.rms_eps);
+    k = RmsNorm(k, L.k_norm, c.rms_eps);
+  }
+  at::Tensor q_rot = ApplyRope(q, cos, sin);
+  at::Tensor k_rot = ApplyRope(k, cos, sin);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const HybridLayer* hybrid = hybrid_[li].get();
+  std::vector<at::Tensor> outs;
+  outs.reserve(inputs.size());
+  for (size_t s = 0; s < inputs.size(); ++s) {
+    const int64_t off = offsets[s], T = offsets[s + 1] - offsets[s];
+    SequenceState& st = *inputs[s].state;
+    LayerState& ls = st.layers[li];
+    KeysView kv = AppendKv(ls, k_rot.narrow(0, off, T).transpose(0, 1), v.narrow(0, off, T).transpose(0, 1),
+                           st.num_tokens, windows_[li]);
+    at::Tensor o = CausalAttention(q_rot.narrow(0, off, T), kv.k, kv.v, st.num_tokens, kv.pos0, windows_[li], scale);
+    if (hybrid != nullptr) {
+      o = hybrid->Mix(h.narrow(0, off, T), q.narrow(0, off, T), k.narrow(0, off, T), v.narrow(0, off, T), o,
+                      ls.memory);
+    }
+    outs.push_back(o);
+  }
+  at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
+  return at::linear(attn, L.wo, L.bo);
+}
+
+at::Tensor CausalLM::ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<at::Tensor>* logits) {
+  const ModelConfig& c = config_;
+  std::vector<int64_t> offsets{0};
+  std::vector<int64_t> tok, pos;
+  for (const ForwardInput& in : inputs) {
+    for (size_t i = 0; i < in.tokens.size(); ++i) {
+      tok.push_back(in.tokens[i]);
+      pos.push_back(in.state->num_tokens + static_cast<int64_t>(i));
+    }
+    offsets.push_back(static_cast<int64_t>(tok.size()));
+  }
+  auto lopt = at::TensorOptions().dtype(at::kLong);
+  at::Tensor tokens = at::tensor(tok, lopt).to(options_.device);
+  at::Tensor positions = at::tensor(pos, lopt).to(options_.device);
+  auto [cos, sin] = RopeCosSin(inv_freq_, positions, options_.dtype);
+
+  at::Tensor x = embed_.index_select(0, tokens);  // [N, hidden]
+  for (int64_t li = 0; li < c.num_layers; ++li) {
+    const Layer& L = layers_[li];
+    x = x + AttentionBlock(li, RmsNorm(x, L.attn_norm, c.rms_eps), cos, sin, inputs, offsets);
+    at::Tensor gu = at::linear(RmsNorm(x, L.ffn_norm, c.rms_eps), L.w_gate_up);  // [N, 2F]
+    const int64_t F = c.intermediate_size;
+    x = x + at::linear(at::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F), L.w_down);
+  }
+  // Only the rows whose logits are wanted go through the (vocab-sized) head.
+  std::vector<at::Tensor> rows;
+  for (size_t s = 0; s < inputs.size(); ++s) {
+    const int64_t T = offsets[s + 1] - offsets[s];
+    rows.push_back(inputs[s].all_logits ? x.narrow(0, offsets[s], T) : x.narrow(0, offsets[s + 1] - 1, 1));
+  }
+  at::Tensor sel = RmsNorm(rows.size() == 1 ? rows[0] : at::cat(rows, 0), final_norm_, c.rms_eps);
+  at::Tensor all = at::linear(sel, lm_head_).to(at::kFloat).to(at::kCPU);
+  int64_t r = 0;
+  for (size_t s = 0; s < inputs.size(); ++s) {
+    const int64_t n = rows[s].size(0);
+    logits->push_back(all.narrow(0, r, n));
+    r += n;
+    inputs[s].state->num_tokens += offsets[s + 1] - offsets[s];
+  }
+  return all;
+}
+
+absl::StatusOr<std::vector<at::Tensor>> CausalLM::Forward(std::vector<ForwardInput>& inputs) {
+  for (const ForwardInput& in : inputs) {
+    if (in.state == nullptr) return absl::InvalidArgumentError("forward: input without a state");
+    if (in.tokens.empty()) return absl::InvalidArgumentError("forward: input without tokens");
+    if (static_cast<int64_t>(in.state->layers.size()) != config_.num_layers) {
+      return absl::InvalidArgumentError("forward: state was made for another model");
+    }
+    for (int32_t t : in.tokens) {
+      if (t < 0 || t >= config_.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("forward: token id ", t, " outside [0, ",
+                                                       config_.vocab_size, ")"));
+      }
+    }
+  }
+  std::vector<at::Tensor> logits;
+  try {
+    at::NoGradGuard no_grad;
+    ForwardImpl(inputs, &logits);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("forward failed: ", e.what_without_backtrace()));
+  }
+  return logits;
+}
+
+}  // namespace titand

@@ -1,0 +1,73 @@
+// A Llama-family decoder (llama, mistral, qwen2, qwen3) on LibTorch. The model owns only weights; each
+// sequence's state is passed in by the caller. One Forward runs any mix of prefill chunks and decode
+// steps of independent sequences: the projections and MLPs run on all tokens packed together
+// ([N, hidden]), attention runs per sequence against that sequence's own state.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "absl/status/statusor.h"
+#include "core/model/hybrid_layer.h"
+#include "core/model/model_config.h"
+#include "core/model/sequence_state.h"
+#include "core/model/weight_source.h"
+
+namespace titand {
+
+// TPTT linear-memory branch of a converted layer.
+
+struct ModelOptions {
+  at::ScalarType dtype = at::kFloat;  // kFloat or kBFloat16
+  at::Device device = at::kCPU;
+};
+
+struct ForwardInput {
+  std::vector<int32_t> tokens;   // new tokens of this sequence (>= 1)
+  SequenceState* state = nullptr;
+  bool all_logits = false;       // logits for every new token (scoring) or only the last (generation)
+};
+
+class CausalLM {
+ public:
+  static absl::StatusOr<std::unique_ptr<CausalLM>> Create(const ModelConfig& config, WeightSource& weights,
+                                                          const ModelOptions& options);
+  ~CausalLM();
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  int64_t ParameterCount() const;
+
+  // A fresh state shaped for this model (every layer empty).
+  SequenceState NewState() const;
+  // Per input: fp32 logits [T, vocab] (all_logits) or [1, vocab]. States advance by their tokens.
+  absl::StatusOr<std::vector<at::Tensor>> Forward(std::vector<ForwardInput>& inputs);
+
+  // Sliding window (keys a query sees, itself included) of layer i; nullopt = full causal range.
+  std::optional<int64_t> LayerWindow(int64_t i) const { return windows_[i]; }
+  // Turns layer i into a TPTT hybrid layer (softmax over `window` + linear memory, mixed by MaG).
+  void SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::optional<int64_t> window);
+  const HybridLayer* hybrid(int64_t i) const { return hybrid_[i].get(); }
+
+ private:
+  struct Layer {
+    at::Tensor attn_norm, wqkv, bqkv, wo, bo, q_norm, k_norm, ffn_norm, w_gate_up, w_down;
+  };
+  CausalLM(ModelConfig config, ModelOptions options) : config_(std::move(config)), options_(options) {}
+  absl::Status Load(WeightSource& weights);
+  at::Tensor AttentionBlock(int64_t li, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
+                            std::vector<ForwardInput>& inputs, const std::vector<int64_t>& offsets);
+  at::Tensor ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<at::Tensor>* logits);
+
+  ModelConfig config_;
+  ModelOptions options_;
+  at::Tensor embed_, final_norm_, lm_head_, inv_freq_;
+  std::vector<Layer> layers_;
+  std::vector<std::optional<int64_t>> windows_;
+  std::vector<std::unique_ptr<HybridLayer>> hybrid_;
+};
+
+}  // namespace titand

@@ -1,0 +1,42 @@
+#include "core/model/hybrid_layer.h"
+
+#include "core/model/ops.h"
+
+namespace titand {
+
+HybridLayer::HybridLayer(HybridParams p) : p_(std::move(p)) {}
+
+at::Tensor HybridLayer::LinearBranch(const at::Tensor& x, const at::Tensor& q, const at::Tensor& k,
+                                     const at::Tensor& v, at::Tensor& memory) const {
+  const int64_t T = q.size(0), H = p_.num_heads, D = p_.head_dim;
+  const int64_t G = H / p_.num_kv_heads;
+  // [T, H, D] -> [H, T, D]; k, v repeated to the q heads (kv head j serves q heads j*G .. j*G+G-1).
+  at::Tensor qh = ApplyFeatureMap(p_.feature_map, q).transpose(0, 1);
+  at::Tensor kh = ApplyFeatureMap(p_.feature_map, k.repeat_interleave(G, 1)).transpose(0, 1);
+  at::Tensor vh = v.repeat_interleave(G, 1).transpose(0, 1);
+  at::Tensor beta, alpha;
+  auto gate = [&](const at::Tensor& w, const at::Tensor& c, double constant) {
+    if (w.defined()) return at::sigmoid(at::linear(x.to(at::kFloat), w, c)).transpose(0, 1).contiguous();
+    return at::full({H, T}, constant, at::TensorOptions().dtype(at::kFloat).device(x.device()));
+  };
+  if (UsesBeta(p_.op)) beta = gate(p_.w_b, p_.c_b, p_.const_b);
+  if (UsesAlpha(p_.op)) alpha = gate(p_.w_a, p_.c_a, p_.const_a);
+  if (!memory.defined()) {
+    memory = at::zeros({H, D, D}, at::TensorOptions().dtype(at::kFloat).device(x.device()));
+  }
+  at::Tensor o = T == 1 ? LinearAttentionRecurrent(p_.op, qh, kh, vh, beta, alpha, memory)
+                        : LinearAttentionChunked(p_.op, qh, kh, vh, beta, alpha, memory, p_.chunk_size);
+  // Per-head parameter-free RMS normalisation, then back to [T, H*D].
+  return RmsNormNoWeight(o, 1e-6).transpose(0, 1).reshape({T, H * D});
+}
+
+at::Tensor HybridLayer::Mix(const at::Tensor& x, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& o_softmax, at::Tensor& memory) const {
+  const int64_t T = q.size(0), H = p_.num_heads, D = p_.head_dim;
+  at::Tensor o_l = LinearBranch(x, q, k, v, memory).view({T, H, D});
+  at::Tensor mu = p_.mu.to(o_softmax.scalar_type()).view({1, H, 1});
+  at::Tensor o_s = o_softmax.view({T, H, D});
+  return ((1 - mu) * o_s + mu * o_l).reshape({T, H * D});
+}
+
+}  // namespace titand

@@ -1,0 +1,33 @@
+// The decode state of one sequence, owned by the caller (a session store) and passed into the model.
+//   plain layer:     k, v = every key/value so far            [n_kv, len, D] (post-RoPE), capacity doubles
+//   windowed layer:  k, v = the last W-1 keys/values          [n_kv, <=W-1, D] (the query's own key completes W)
+//   TPTT layer:      windowed k, v  +  memory S               [H, D, D] fp32
+// Positions are implicit: the cached entries are the `len` tokens right before `num_tokens`.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace titand {
+
+struct LayerState {
+  at::Tensor k, v;    // [n_kv, capacity, D]; entries [0, len) are valid
+  int64_t len = 0;
+  at::Tensor memory;  // TPTT linear-attention state S [H, D, Dv] fp32; undefined for softmax-only layers
+
+  // Bytes held by valid entries (what must be kept or moved), not allocator capacity.
+  int64_t ByteSize() const;
+};
+
+struct SequenceState {
+  std::vector<LayerState> layers;
+  int64_t num_tokens = 0;  // tokens processed so far == position of the next token
+
+  int64_t ByteSize() const;
+  // A deep copy: the fork evolves independently of the original.
+  SequenceState Fork() const;
+};
+
+}  // namespace titand

@@ -1,0 +1,98 @@
+#include "core/runtime/runtime.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ATen/Parallel.h>
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/common/status.h"
+#include "core/weights/gguf_file.h"
+
+namespace titand {
+namespace {
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+bool IsDir(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string ExeDir() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string p(buf, n);
+  return p.substr(0, p.find_last_of('/'));
+}
+
+struct Alias {
+  const char* name;
+  const char* file;
+};
+const Alias kAliases[] = {
+    {"smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf"},
+    {"smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"},
+};
+
+}  // namespace
+
+std::string ResolveModelPath(const std::string& model) {
+  for (const Alias& a : kAliases) {
+    if (model != a.name) continue;
+    std::vector<std::string> dirs;
+    if (const char* env = std::getenv("TITAND_MODELS_DIR")) dirs.push_back(env);
+    dirs.push_back(ExeDir() + "/../../models");  // build/bin/<tool> -> <repo>/models
+    dirs.push_back(ExeDir() + "/../models");
+    dirs.push_back("models");
+    for (const std::string& d : dirs) {
+      std::string p = d + "/" + a.file;
+      if (Exists(p)) return p;
+    }
+    return dirs.front() + "/" + a.file;
+  }
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
+  auto rt = std::make_unique<Runtime>();
+  rt->model_path = ResolveModelPath(opt.model);
+  if (!Exists(rt->model_path)) return absl::NotFoundError(absl::StrCat("model not found: ", rt->model_path));
+  ModelOptions mo;
+  if (opt.dtype == "float32" || opt.dtype == "fp32") {
+    mo.dtype = at::kFloat;
+  } else if (opt.dtype == "bfloat16" || opt.dtype == "bf16") {
+    mo.dtype = at::kBFloat16;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", opt.dtype, "' (float32 | bfloat16)"));
+  }
+  const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(std::max(1, threads));
+
+  std::unique_ptr<WeightSource> weights;
+  if (IsDir(rt->model_path)) {
+    rt->format = "safetensors";
+    ASSIGN_OR_RETURN(rt->config, ConfigFromHfJson(rt->model_path + "/config.json"));
+    ASSIGN_OR_RETURN(weights, OpenSafetensorsWeights(rt->model_path));
+    if (Exists(rt->model_path + "/tokenizer.json")) {
+      ASSIGN_OR_RETURN(rt->tokenizer, Tokenizer::FromHfDir(rt->model_path));
+    }
+  } else {
+    rt->format = "gguf";
+    ASSIGN_OR_RETURN(auto gguf, GgufFile::Open(rt->model_path));
+    ASSIGN_OR_RETURN(rt->config, ConfigFromGguf(*gguf));
+    ASSIGN_OR_RETURN(rt->tokenizer, Tokenizer::FromGguf(*gguf));
+    ASSIGN_OR_RETURN(weights, OpenGgufWeights(rt->model_path, rt->config));
+  }
+  ASSIGN_OR_RETURN(rt->model, CausalLM::Create(rt->config, *weights, mo));
+  rt->model_id = absl::StrCat(rt->config.arch, ":", rt->config.name);
+  return rt;
+}
+
+}  // namespace titand

@@ -1,0 +1,39 @@
+// A loaded model ready to serve: config, weights on the device, tokenizer, optional TPTT adapter.
+// The one place that turns a --model argument (a .gguf file, a Hugging Face folder or an alias of a
+// bundled model) into a runtime.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/model/causal_lm.h"
+#include "core/tokenizer/tokenizer.h"
+
+namespace titand {
+
+struct LoadOptions {
+  std::string model;        // path to .gguf, a Hugging Face folder, or an alias ("smollm2-135m")
+  std::string tptt_dir;     // TPTT adapter folder; empty = plain model
+  std::string dtype = "float32";  // "float32" | "bfloat16"
+  int threads = 0;          // intra-op threads; 0 = all cores
+  // Adapter overrides (tests, ablations): force mu to a value / window to a width.
+  std::optional<double> mu_override;
+};
+
+struct Runtime {
+  std::string model_path;
+  std::string format;       // "gguf" | "safetensors"
+  ModelConfig config;
+  std::unique_ptr<CausalLM> model;
+  std::unique_ptr<Tokenizer> tokenizer;  // null for a folder without tokenizer.json
+  std::string adapter_id;   // identifies the adapter in session snapshots ("" = none)
+  std::string model_id;     // identifies the base weights in session snapshots
+};
+
+// Resolves aliases of bundled models ($TITAND_MODELS_DIR, else <repo>/models next to the binary).
+std::string ResolveModelPath(const std::string& model);
+absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& options);
+
+}  // namespace titand
