@@ -30,4 +30,16 @@ struct SequenceState {
   SequenceState Fork() const;
 };
 
+// A conversation's position: the state holds every token of the history except the LAST one, which
+// waits in `pending` (fed first by the next call, so the logits predicting the next token exist and
+// nothing is computed twice). Scoring A then B through one cursor == scoring A+B at once.
+struct SessionCursor {
+  SequenceState state;
+  std::vector<int32_t> pending;  // at most one token
+
+  int64_t history_tokens() const { return state.num_tokens + static_cast<int64_t>(pending.size()); }
+  int64_t ByteSize() const { return state.ByteSize() + static_cast<int64_t>(pending.size() * sizeof(int32_t)); }
+  SessionCursor Fork() const { return SessionCursor{state.Fork(), pending}; }
+};
+
 }  // namespace titand

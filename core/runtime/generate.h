@@ -1,7 +1,5 @@
-// Scoring and generation over one sequence state, with the invariant every session relies on:
-//   a state holds every token of its history except the LAST one, which waits in `pending`.
-// The next call feeds pending + its new tokens, so the logits that predict the first new token exist
-// and nothing is computed twice. Scoring A then B through one state == scoring A+B at once.
+// Scoring and generation over one SessionCursor (sequence_state.h: the last token of the history is
+// kept pending, so sessions split anywhere give the same results as one uninterrupted call).
 #pragma once
 
 #include <functional>
@@ -14,11 +12,6 @@
 #include "core/tokenizer/tokenizer.h"
 
 namespace titand {
-
-struct SessionCursor {
-  SequenceState state;
-  std::vector<int32_t> pending;  // at most one token: the last of the history, not yet fed
-};
 
 struct ScoreResult {
   std::vector<int32_t> ids;

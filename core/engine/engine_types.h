@@ -1,0 +1,97 @@
+// Value types of the engine API (no gRPC, no torch): requests, stream chunks, session info, stats.
+// server/ converts protobuf <-> these types in one place.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/sampling/sampling_params.h"
+
+namespace titand {
+
+using RequestId = uint64_t;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+struct ChatTurnMessage {
+  std::string role;     // "system" | "user" | "assistant"
+  std::string content;
+};
+
+enum class EngineFinish { kMaxTokens, kEos, kStopSequence, kCancelled, kDeadline, kError };
+const char* EngineFinishName(EngineFinish f);
+
+struct GenerateRequest {
+  std::string request_id;              // client-chosen label (Abort by it); may be empty
+  std::string session_id;              // empty = stateless (a fresh state, dropped at the end)
+  // Exactly one input form:
+  std::optional<std::string> text;     // raw text, tokenized as is
+  std::vector<int32_t> token_ids;      // already tokenized
+  std::vector<ChatTurnMessage> messages;  // chat: the model's template is applied to THIS turn only
+  SamplingParams sampling;             // validated by Enqueue
+  int32_t max_tokens = 128;
+  std::vector<std::string> stop_strings;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  bool return_logprobs = false;
+  int32_t priority = 0;                // higher runs first; FCFS within a priority
+  std::optional<SteadyTime> deadline;  // past it the request finishes with kDeadline
+};
+
+struct Usage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t session_tokens = 0;          // history length of the session after this turn
+};
+
+struct Timing {
+  double queue_seconds = 0;            // enqueue -> first scheduled
+  double ttft_seconds = 0;             // enqueue -> first token
+  double total_seconds = 0;
+};
+
+// One piece of a stream. Non-final chunks carry tokens; the final chunk carries finish/usage/timing
+// (and may carry the last tokens too). On kError, `error` says why.
+struct StreamChunk {
+  std::vector<int32_t> token_ids;
+  std::string text;                    // text delta (never a broken UTF-8 sequence)
+  std::vector<float> logprobs;         // one per token id when requested
+  bool final = false;
+  EngineFinish finish = EngineFinish::kMaxTokens;
+  Usage usage;
+  Timing timing;
+  absl::Status error;
+};
+
+// Called on the engine thread: must not block (push into a bounded buffer and return).
+using ChunkCallback = std::function<void(StreamChunk)>;
+
+enum class SessionTier { kDevice, kHost, kDisk };
+const char* SessionTierName(SessionTier t);
+
+struct SessionInfo {
+  std::string id;
+  int64_t history_tokens = 0;
+  int64_t state_bytes = 0;
+  SessionTier tier = SessionTier::kDevice;
+  bool busy = false;                   // a turn is running
+  double idle_seconds = 0;
+  int64_t created_unix = 0;
+};
+
+struct EngineStats {
+  int64_t running = 0;                 // requests in the running batch
+  int64_t waiting = 0;                 // queued, not yet scheduled
+  int64_t last_batch_size = 0;
+  int64_t sessions_device = 0, sessions_host = 0, sessions_disk = 0;
+  int64_t resident_state_bytes = 0;    // device tier
+  int64_t host_state_bytes = 0;
+  int64_t steps = 0;
+  bool draining = false;
+};
+
+}  // namespace titand
