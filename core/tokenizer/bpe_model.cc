@@ -1,7 +1,7 @@
 #include "core/tokenizer/bpe_model.h"
 
 #include <algorithm>
-#include <queue>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "core/tokenizer/byte_map.h"
@@ -66,26 +66,27 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>* out) cons
     bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
   thread_local std::vector<Sym> syms;
-  thread_local std::vector<Cand> heap_storage;
+  thread_local std::vector<Cand> heap;  // min-heap on (rank, pos) via std::greater
   syms.resize(n);
   for (size_t i = 0; i < n; ++i) {
     syms[i] = {byte_token_[static_cast<uint8_t>(word[i])], static_cast<int32_t>(i) - 1,
                i + 1 < n ? static_cast<int32_t>(i + 1) : -1};
   }
-  heap_storage.clear();
-  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap(std::greater<Cand>(),
-                                                                        std::move(heap_storage));
+  heap.clear();
   const auto consider = [&](int32_t pos) {
     if (pos < 0) return;
     const int32_t nx = syms[pos].next;
     if (nx < 0 || syms[pos].id < 0 || syms[nx].id < 0) return;
     const auto it = merges_.find(PairKey(syms[pos].id, syms[nx].id));
-    if (it != merges_.end()) heap.push({it->second.rank, pos, syms[pos].id, syms[nx].id, it->second.result});
+    if (it == merges_.end()) return;
+    heap.push_back({it->second.rank, pos, syms[pos].id, syms[nx].id, it->second.result});
+    std::push_heap(heap.begin(), heap.end(), std::greater<Cand>());
   };
   for (size_t i = 0; i + 1 < n; ++i) consider(static_cast<int32_t>(i));
   while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
+    std::pop_heap(heap.begin(), heap.end(), std::greater<Cand>());
+    const Cand c = heap.back();
+    heap.pop_back();
     Sym& s = syms[c.pos];
     if (s.id != c.left || s.next < 0 || syms[s.next].id != c.right) continue;  // stale entry
     const int32_t gone = s.next;
