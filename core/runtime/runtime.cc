@@ -10,7 +10,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/common/status.h"
+#include "core/model/tptt_adapter.h"
 #include "core/weights/gguf_file.h"
+#include "core/weights/model_identity.h"
 
 namespace titand {
 namespace {
@@ -80,6 +82,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
     rt->format = "safetensors";
     ASSIGN_OR_RETURN(rt->config, ConfigFromHfJson(rt->model_path + "/config.json"));
     ASSIGN_OR_RETURN(weights, OpenSafetensorsWeights(rt->model_path));
+    ASSIGN_OR_RETURN(rt->model_id, SafetensorsBaseModelId(rt->model_path));
     if (Exists(rt->model_path + "/tokenizer.json")) {
       ASSIGN_OR_RETURN(rt->tokenizer, Tokenizer::FromHfDir(rt->model_path));
     }
@@ -89,9 +92,26 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
     ASSIGN_OR_RETURN(rt->config, ConfigFromGguf(*gguf));
     ASSIGN_OR_RETURN(rt->tokenizer, Tokenizer::FromGguf(*gguf));
     ASSIGN_OR_RETURN(weights, OpenGgufWeights(rt->model_path, rt->config));
+    ASSIGN_OR_RETURN(rt->model_id, GgufBaseModelId(*gguf));
+  }
+  std::optional<TpttAdapter> adapter;
+  if (!opt.tptt_dir.empty()) {
+    ASSIGN_OR_RETURN(adapter, ReadTpttAdapter(opt.tptt_dir, rt->config));
+    if (adapter->base_model != rt->model_id) {
+      return absl::FailedPreconditionError(absl::StrCat(opt.tptt_dir, ": adapter was made for base model '",
+                                                        adapter->base_model, "', but ", rt->model_path, " is '",
+                                                        rt->model_id, "'"));
+    }
+    weights = WithLora(std::move(weights), *adapter);
+    rt->adapter_id = adapter->adapter_id;
+  } else if (opt.mu_override) {
+    return absl::InvalidArgumentError("--mu needs --tptt");
   }
   ASSIGN_OR_RETURN(rt->model, CausalLM::Create(rt->config, *weights, mo));
-  rt->model_id = absl::StrCat(rt->config.arch, ":", rt->config.name);
+  if (adapter) {
+    RETURN_IF_ERROR(ApplyTptt(*rt->model, *adapter, opt.mu_override));
+    rt->adapter = std::make_shared<TpttAdapter>(std::move(*adapter));
+  }
   return rt;
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/model/causal_lm.h"
+#include "core/model/tptt_adapter.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace titand {
@@ -18,7 +19,7 @@ struct LoadOptions {
   std::string tptt_dir;     // TPTT adapter folder; empty = plain model
   std::string dtype = "float32";  // "float32" | "bfloat16"
   int threads = 0;          // intra-op threads; 0 = all cores
-  // Adapter overrides (tests, ablations): force mu to a value / window to a width.
+  // Adapter override (tests, ablations): every mu forced to this value (0 = softmax branch alone).
   std::optional<double> mu_override;
 };
 
@@ -29,7 +30,8 @@ struct Runtime {
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<Tokenizer> tokenizer;  // null for a folder without tokenizer.json
   std::string adapter_id;   // identifies the adapter in session snapshots ("" = none)
-  std::string model_id;     // identifies the base weights in session snapshots
+  std::string model_id;     // identifies the base weights ("<name>@<hex16>", docs/adapter-format.md)
+  std::shared_ptr<const TpttAdapter> adapter;  // null for a plain model
 };
 
 // Resolves aliases of bundled models ($TITAND_MODELS_DIR, else <repo>/models next to the binary).
