@@ -240,14 +240,15 @@ class TPTTModel(nn.Module):
         return ModelState(0, [LayerState() for _ in range(self.n_layers)])
 
     def forward(self, input_ids: torch.Tensor, state: ModelState | None = None, mode: str = "chunked",
-                chunk_size: int = 64, window="config", plain: bool = False, capture=None):
+                chunk_size: int = 64, window="config", plain: bool = False, capture=None, head: bool = True):
         """input_ids [B, T] -> (logits [B, T, V], new state). The input state is not modified.
 
         mode "recurrent": token by token with carried state (the slow spec, linear branch per token);
         mode "chunked": the whole block at once, chunked linear operator (differentiable, for training).
         window: override of cfg.window ("config" keeps it). plain=True: every layer is the original full
         causal attention without LoRA (the base model; the attention-transfer teacher). capture(i, x, attn_out)
-        is called per layer with the attention input and output.
+        is called per layer with the attention input and output. head=False returns the final hidden states
+        [B, T, hidden] (after the final norm) instead of logits.
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -255,12 +256,13 @@ class TPTTModel(nn.Module):
         if mode == "recurrent":
             outs = []
             for t in range(input_ids.shape[1]):
-                lg, state = self._block(input_ids[:, t:t + 1], state, mode, chunk_size, window, plain, capture)
+                lg, state = self._block(input_ids[:, t:t + 1], state, mode, chunk_size, window, plain, capture,
+                                        head)
                 outs.append(lg)
             return torch.cat(outs, dim=1), state
-        return self._block(input_ids, state, mode, chunk_size, window, plain, capture)
+        return self._block(input_ids, state, mode, chunk_size, window, plain, capture, head)
 
-    def _block(self, ids, state, mode, chunk_size, window, plain, capture):
+    def _block(self, ids, state, mode, chunk_size, window, plain, capture, head=True):
         m = self.base.model
         B, T = ids.shape
         h = m.embed_tokens(ids)
@@ -275,7 +277,8 @@ class TPTTModel(nn.Module):
             new_layers.append(st)
             h = h + a
             h = h + layer.mlp(layer.post_attention_layernorm(h))
-        logits = self.base.lm_head(m.norm(h))
+        h = m.norm(h)
+        logits = self.base.lm_head(h) if head else h
         return logits, ModelState(state.pos + T, new_layers)
 
     def attention(self, i, x, cos, sin, pos, st: LayerState, mode="chunked", chunk_size=64,
