@@ -1,0 +1,159 @@
+#include "server/proto_convert.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace titand {
+namespace {
+
+absl::Status ConvertSampling(const v1::SamplingParams& in, SamplingParams* out) {
+  if (in.has_temperature()) out->temperature = in.temperature();
+  if (in.has_top_k()) out->top_k = in.top_k();
+  if (in.has_top_p()) out->top_p = in.top_p();
+  if (in.has_min_p()) out->min_p = in.min_p();
+  if (in.has_repetition_penalty()) out->repetition_penalty = in.repetition_penalty();
+  if (in.has_seed()) out->seed = in.seed();
+  absl::Status st = out->Validate();
+  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("sampling: ", st.message()));
+  return absl::OkStatus();
+}
+
+absl::Status ConvertStopping(const v1::StoppingCriteria& in, GenerateRequest* out) {
+  if (in.has_max_tokens()) {
+    if (in.max_tokens() < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stopping.max_tokens: must be >= 1, got ", in.max_tokens()));
+    }
+    out->max_tokens = in.max_tokens();
+  }
+  for (const std::string& s : in.stop()) {
+    if (s.empty()) return absl::InvalidArgumentError("stopping.stop: empty stop string");
+    out->stop_strings.push_back(s);
+  }
+  for (int32_t id : in.stop_token_ids()) {
+    if (id < 0) return absl::InvalidArgumentError(absl::StrCat("stopping.stop_token_ids: negative id ", id));
+    out->stop_token_ids.push_back(id);
+  }
+  out->ignore_eos = in.ignore_eos();
+  return absl::OkStatus();
+}
+
+absl::Status ConvertInput(const v1::GenerateRequest& in, GenerateRequest* out) {
+  switch (in.input_case()) {
+    case v1::GenerateRequest::kText:
+      if (in.text().empty()) return absl::InvalidArgumentError("input.text: empty");
+      out->text = in.text();
+      return absl::OkStatus();
+    case v1::GenerateRequest::kTokens:
+      if (in.tokens().ids().empty()) return absl::InvalidArgumentError("input.tokens: empty");
+      for (int32_t id : in.tokens().ids()) {
+        if (id < 0) return absl::InvalidArgumentError(absl::StrCat("input.tokens: negative id ", id));
+      }
+      out->token_ids.assign(in.tokens().ids().begin(), in.tokens().ids().end());
+      return absl::OkStatus();
+    case v1::GenerateRequest::kChat:
+      if (in.chat().messages().empty()) return absl::InvalidArgumentError("input.chat: no messages");
+      for (const v1::ChatMessage& m : in.chat().messages()) {
+        if (m.role() != "system" && m.role() != "user" && m.role() != "assistant") {
+          return absl::InvalidArgumentError(
+              absl::StrCat("input.chat: role must be system, user or assistant, got '", m.role(), "'"));
+        }
+        out->messages.push_back(ChatTurnMessage{m.role(), m.content()});
+      }
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError("input: one of text, tokens or chat is required");
+  }
+}
+
+}  // namespace
+
+absl::Status FromProto(const v1::GenerateRequest& in, GenerateRequest* out) {
+  *out = GenerateRequest{};
+  out->request_id = in.request_id();
+  out->session_id = in.session_id();
+  absl::Status st = ConvertInput(in, out);
+  if (!st.ok()) return st;
+  st = ConvertSampling(in.sampling(), &out->sampling);
+  if (!st.ok()) return st;
+  st = ConvertStopping(in.stopping(), out);
+  if (!st.ok()) return st;
+  out->return_logprobs = in.logprobs();
+  out->priority = in.priority();
+  return absl::OkStatus();
+}
+
+v1::FinishReason ToProto(EngineFinish finish) {
+  switch (finish) {
+    case EngineFinish::kMaxTokens: return v1::FINISH_REASON_MAX_TOKENS;
+    case EngineFinish::kEos: return v1::FINISH_REASON_EOS;
+    case EngineFinish::kStopSequence: return v1::FINISH_REASON_STOP_SEQUENCE;
+    case EngineFinish::kCancelled: return v1::FINISH_REASON_CANCELLED;
+    case EngineFinish::kDeadline: return v1::FINISH_REASON_DEADLINE;
+    case EngineFinish::kError: return v1::FINISH_REASON_ERROR;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+const char* FinishLabel(EngineFinish finish) {
+  switch (finish) {
+    case EngineFinish::kMaxTokens: return "max_tokens";
+    case EngineFinish::kEos: return "eos";
+    case EngineFinish::kStopSequence: return "stop_sequence";
+    case EngineFinish::kCancelled: return "cancelled";
+    case EngineFinish::kDeadline: return "deadline";
+    case EngineFinish::kError: return "error";
+  }
+  return "unknown";
+}
+
+void ToProto(const StreamChunk& chunk, const std::string& session_id, v1::GenerateResponse* out) {
+  out->Clear();
+  out->mutable_token_ids()->Add(chunk.token_ids.begin(), chunk.token_ids.end());
+  out->set_text(chunk.text);
+  out->mutable_logprobs()->Add(chunk.logprobs.begin(), chunk.logprobs.end());
+  out->set_session_id(session_id);
+  if (!chunk.final) return;
+  out->set_finish_reason(ToProto(chunk.finish));
+  v1::Usage* u = out->mutable_usage();
+  u->set_prompt_tokens(chunk.usage.prompt_tokens);
+  u->set_completion_tokens(chunk.usage.completion_tokens);
+  u->set_session_tokens(chunk.usage.session_tokens);
+  v1::Timing* t = out->mutable_timing();
+  t->set_queue_seconds(chunk.timing.queue_seconds);
+  t->set_time_to_first_token_seconds(chunk.timing.ttft_seconds);
+  t->set_total_seconds(chunk.timing.total_seconds);
+}
+
+v1::SessionTier ToProto(SessionTier tier) {
+  switch (tier) {
+    case SessionTier::kDevice: return v1::SESSION_TIER_DEVICE;
+    case SessionTier::kHost: return v1::SESSION_TIER_HOST;
+    case SessionTier::kDisk: return v1::SESSION_TIER_DISK;
+  }
+  return v1::SESSION_TIER_UNSPECIFIED;
+}
+
+void ToProto(const SessionInfo& info, v1::Session* out) {
+  out->set_id(info.id);
+  out->set_history_tokens(info.history_tokens);
+  out->set_state_bytes(info.state_bytes);
+  out->set_tier(ToProto(info.tier));
+  out->set_busy(info.busy);
+  out->set_idle_seconds(info.idle_seconds);
+  out->set_created_unix(info.created_unix);
+}
+
+std::optional<SteadyTime> SteadyDeadline(std::chrono::system_clock::time_point deadline,
+                                         std::chrono::system_clock::time_point system_now,
+                                         SteadyTime steady_now) {
+  using namespace std::chrono;
+  // Compare in a wide unit first: time_point::max() minus now would overflow nanoseconds arithmetic.
+  if (duration_cast<hours>(deadline.time_since_epoch()) - duration_cast<hours>(system_now.time_since_epoch()) >
+      hours(24 * 365 * 10)) {
+    return std::nullopt;
+  }
+  auto left = duration_cast<steady_clock::duration>(deadline - system_now);
+  return steady_now + left;
+}
+
+}  // namespace titand
