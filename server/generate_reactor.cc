@@ -60,6 +60,7 @@ GenerateReactor::GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t 
     shared_->reactor = this;
   }
   if (engine_ == nullptr) {
+    metrics_->RecordRejected("UNAVAILABLE");
     FinishNow(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is starting: model not loaded yet"));
     return;
   }
