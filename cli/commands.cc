@@ -141,7 +141,7 @@ absl::Status RunScore(const Args& a) {
   std::vector<std::string> lps;
   for (double v : r.logprobs) lps.push_back(JsonNumber(v));
   std::cout << "{\"ids\": [" << absl::StrJoin(r.ids, ", ") << "], \"logprobs\": [" << absl::StrJoin(lps, ", ")
-            << "]}\n";
+            << "], \"history_tokens\": " << cur.history_tokens() << ", \"state_bytes\": " << cur.ByteSize() << "}\n";
   if (!session.empty()) RETURN_IF_ERROR(SaveCursor(*rt, cur, session));
   return absl::OkStatus();
 }

@@ -112,6 +112,19 @@ int64_t CausalLM::ParameterCount() const {
   return n;
 }
 
+int64_t CausalLM::StateBytesAt(int64_t tokens) const {
+  if (tokens <= 0) return 0;
+  const int64_t elem = at::elementSize(options_.dtype);
+  const int64_t kv_per_token = 2 * config_.num_kv_heads * config_.head_dim * elem;
+  int64_t bytes = 0;
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    const int64_t kept = windows_[i] ? std::min(*windows_[i] - 1, tokens) : tokens;
+    bytes += kept * kv_per_token;
+    if (hybrid_[i]) bytes += config_.num_heads * config_.head_dim * config_.head_dim * 4;  // S, fp32
+  }
+  return bytes;
+}
+
 SequenceState CausalLM::NewState() const {
   SequenceState s;
   s.layers.resize(config_.num_layers);

@@ -41,6 +41,8 @@ class CausalLM {
   const ModelOptions& options() const { return options_; }
   int64_t ParameterCount() const;
 
+  // Bytes of a SequenceState that has processed `tokens` tokens (equals SequenceState::ByteSize()).
+  int64_t StateBytesAt(int64_t tokens) const;
   // A fresh state shaped for this model (every layer empty).
   SequenceState NewState() const;
   // Per input: fp32 logits [T, vocab] (all_logits) or [1, vocab]. States advance by their tokens.

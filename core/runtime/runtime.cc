@@ -62,6 +62,17 @@ std::string ResolveModelPath(const std::string& model) {
   return model;
 }
 
+SnapshotBinding BindingFor(const Runtime& rt) {
+  SnapshotBinding b;
+  b.model_id = rt.model_id;
+  b.adapter_id = rt.adapter_id;
+  b.num_layers = rt.config.num_layers;
+  b.num_kv_heads = rt.config.num_kv_heads;
+  b.head_dim = rt.config.head_dim;
+  b.dtype = rt.model->options().dtype == at::kBFloat16 ? "bfloat16" : "float32";
+  return b;
+}
+
 absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
   auto rt = std::make_unique<Runtime>();
   rt->model_path = ResolveModelPath(opt.model);

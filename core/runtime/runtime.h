@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "core/model/causal_lm.h"
 #include "core/model/tptt_adapter.h"
+#include "core/session/snapshot.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace titand {
@@ -37,5 +38,7 @@ struct Runtime {
 // Resolves aliases of bundled models ($TITAND_MODELS_DIR, else <repo>/models next to the binary).
 std::string ResolveModelPath(const std::string& model);
 absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& options);
+// What a session snapshot made by this runtime is bound to (model, adapter, shapes, dtype).
+SnapshotBinding BindingFor(const Runtime& rt);
 
 }  // namespace titand

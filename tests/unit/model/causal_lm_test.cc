@@ -206,3 +206,34 @@ TEST(CausalLM, RejectsOutOfRangeTokens) {
 
 }  // namespace
 }  // namespace titand
+
+namespace titand {
+namespace {
+
+TEST(CausalLM, StateBytesAtMatchesByteSizeForPlainWindowedAndHybridLayers) {
+  ModelConfig c = TinyConfig();
+  auto m = Make(c);
+  HybridParams p;
+  p.op = LinearOperator::kGatedDelta;
+  p.num_heads = c.num_heads;
+  p.num_kv_heads = c.num_kv_heads;
+  p.head_dim = c.head_dim;
+  p.const_b = 0.5;
+  p.const_a = 0.9;
+  p.mu = at::full({c.num_heads}, 0.3);
+  m->SetHybrid(1, std::make_unique<HybridLayer>(p), 6);  // layer 0 plain, layer 1 TPTT with window 6
+  SequenceState st = m->NewState();
+  std::vector<int64_t> sizes;
+  for (int32_t t : Tokens(60, 9)) {
+    std::vector<ForwardInput> in(1);
+    in[0].tokens = {t};
+    in[0].state = &st;
+    ASSERT_TRUE(m->Forward(in).ok());
+    EXPECT_EQ(st.ByteSize(), m->StateBytesAt(st.num_tokens)) << st.num_tokens;
+  }
+  // Only the plain layer grows: 2 * n_kv * D * 4 bytes per token.
+  EXPECT_EQ(m->StateBytesAt(60) - m->StateBytesAt(59), 2 * c.num_kv_heads * c.head_dim * 4);
+}
+
+}  // namespace
+}  // namespace titand
