@@ -1,0 +1,19 @@
+#include "core/engine/session_codec.h"
+
+#include "core/session/snapshot.h"
+
+namespace titand {
+
+SessionCodec MakeSnapshotCodec(const SnapshotBinding& binding, at::Device device) {
+  SessionCodec c;
+  c.serialize = [binding](const SessionCursor& cur) { return SerializeCursor(cur, binding); };
+  c.deserialize = [binding, device](std::string_view bytes) { return DeserializeCursor(bytes, binding, device); };
+  c.peek_history = [](const std::string& path) -> absl::StatusOr<int64_t> {
+    auto h = ReadSnapshotHeaderFile(path);
+    if (!h.ok()) return h.status();
+    return h->history_tokens();
+  };
+  return c;
+}
+
+}  // namespace titand

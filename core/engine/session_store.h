@@ -1,0 +1,117 @@
+// Owner of every session's cursor (core/model/sequence_state.h), in three tiers:
+//   device : the live SessionCursor (tensors on the model's device), counted by cursor.ByteSize();
+//   host   : the cursor serialised to bytes (the versioned snapshot form, codec.serialize);
+//   disk   : a snapshot file <dir>/<id>.tsession holding those same bytes.
+// Resident bytes above device_budget evict the least recently used unpinned session to host; host bytes
+// above host_budget evict the LRU host session to disk (when a dir is set). A session is restored
+// transparently to the device by Materialize (its snapshot file is then removed: memory is the truth).
+// A pinned session (a turn is running) is never evicted, forked or deleted.
+//
+// Thread-safety: every public method takes the store's own absl::Mutex, so session RPCs may call it
+// from any thread while the engine thread runs turns. The engine thread is the only one that touches a
+// pinned cursor's tensors (through the pointer Materialize returns, valid until Unpin); the store itself
+// serialises/forks only unpinned cursors. Serialisation and file I/O happen under the mutex (simple,
+// and bounded by one session's size).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/engine/engine_types.h"
+#include "core/model/sequence_state.h"
+
+namespace titand {
+
+// How cursors become bytes and back (the engine binds these to core/session/snapshot.h).
+struct SessionCodec {
+  std::function<absl::StatusOr<std::string>(const SessionCursor&)> serialize;
+  std::function<absl::StatusOr<SessionCursor>(std::string_view)> deserialize;  // onto the device
+  // History length recorded in a snapshot file, read from its header only (optional; listing at start).
+  std::function<absl::StatusOr<int64_t>(const std::string& path)> peek_history;
+};
+
+struct SessionStoreOptions {
+  std::string dir;                        // disk tier + drain + restart; empty = none
+  int64_t device_budget = 512ll << 20;
+  int64_t host_budget = 2048ll << 20;
+  double ttl_seconds = 3600;              // idle longer than this -> deleted by SweepExpired
+  int64_t max_sessions = 100000;
+  SessionCodec codec;
+  std::function<SessionCursor()> fresh;   // an empty cursor for the model (required)
+  std::function<SteadyTime()> clock;      // null = steady_clock::now (tests inject one)
+};
+
+struct SessionStoreStats {
+  int64_t device = 0, host = 0, disk = 0;
+  int64_t device_bytes = 0, host_bytes = 0;
+};
+
+// [A-Za-z0-9._-]{1,128}
+bool IsValidSessionId(const std::string& id);
+// 128 random bits from std::random_device, 32 lowercase hex digits.
+std::string RandomSessionId();
+
+class SessionStore {
+ public:
+  // Creates `dir` if needed and lists the snapshots found there (restored lazily).
+  static absl::StatusOr<std::unique_ptr<SessionStore>> Open(SessionStoreOptions options);
+
+  // requested_id empty = server-chosen id. INVALID_ARGUMENT / ALREADY_EXISTS / RESOURCE_EXHAUSTED.
+  absl::StatusOr<SessionInfo> Create(const std::string& requested_id);
+  absl::StatusOr<SessionInfo> Get(const std::string& id) const;
+  std::vector<SessionInfo> List() const;
+  absl::Status Delete(const std::string& id);  // busy -> FAILED_PRECONDITION
+  // Deep copy from any tier (the copy lands in the source's tier); new_id empty = server-chosen.
+  absl::StatusOr<SessionInfo> Fork(const std::string& id, const std::string& new_id);
+
+  // A turn: Pin (NOT_FOUND, busy -> FAILED_PRECONDITION, broken snapshot -> its error), then on the
+  // engine thread Materialize (restores to the device), then Unpin (drop = the state is unusable:
+  // delete the session). Budgets are enforced at Unpin.
+  absl::Status Pin(const std::string& id);
+  absl::StatusOr<SessionCursor*> Materialize(const std::string& id);
+  void Unpin(const std::string& id, bool drop = false);
+
+  int64_t SweepExpired();          // deletes idle unpinned sessions past the TTL; returns how many
+  absl::Status SaveAll();          // writes every unpinned session to dir (drain); all become disk tier
+  SessionStoreStats Stats() const;
+
+ private:
+  struct Entry {
+    SessionTier tier = SessionTier::kDevice;
+    std::unique_ptr<SessionCursor> cursor;  // device tier
+    std::string bytes;                      // host tier
+    int64_t state_bytes = 0;
+    int64_t history_tokens = 0;
+    bool pinned = false;
+    SteadyTime last_used;
+    int64_t created_unix = 0;
+    absl::Status error;                     // unreadable snapshot
+  };
+  explicit SessionStore(SessionStoreOptions o) : opt_(std::move(o)) {}
+  SteadyTime Now() const;
+  std::string PathOf(const std::string& id) const;
+  SessionInfo InfoOf(const std::string& id, const Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::string> NewId(const std::string& requested) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ToHost(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ToDisk(const std::string& id, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ToDevice(const std::string& id, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EnforceBudgets() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Erase(std::map<std::string, Entry>::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const SessionStoreOptions opt_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  int64_t device_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t host_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace titand

@@ -1,0 +1,307 @@
+// SessionStore over hand-built cursors (small tensors) and the real snapshot codec: ids, TTL with an
+// injected clock, LRU eviction device -> host -> disk and back (bit-identical), pinning, fork, restart
+// over the same directory, and a corrupted snapshot that fails only its own session.
+#include "core/engine/session_store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "core/engine/session_codec.h"
+
+namespace titand {
+namespace {
+
+SnapshotBinding Binding() {
+  SnapshotBinding b;
+  b.model_id = "unit-test-model";
+  b.num_layers = 2;
+  b.num_kv_heads = 2;
+  b.head_dim = 4;
+  b.dtype = "float32";
+  return b;
+}
+
+SessionCursor EmptyCursor() {
+  SessionCursor c;
+  c.state.layers.resize(2);
+  return c;
+}
+
+// layer 0: softmax KV (capacity len+3); layer 1: KV + TPTT memory [3, 4, 4].
+SessionCursor MakeCursor(int seed, int64_t len) {
+  at::manual_seed(seed);
+  SessionCursor c = EmptyCursor();
+  for (int i = 0; i < 2; ++i) {
+    LayerState& l = c.state.layers[i];
+    l.k = at::randn({2, len + 3, 4});
+    l.v = at::randn({2, len + 3, 4});
+    l.len = len;
+    if (i == 1) l.memory = at::randn({3, 4, 4});
+  }
+  c.state.num_tokens = len;
+  c.pending = {seed % 50};
+  return c;
+}
+
+void ExpectSame(const SessionCursor& a, const SessionCursor& b) {
+  ASSERT_EQ(a.state.num_tokens, b.state.num_tokens);
+  ASSERT_EQ(a.pending, b.pending);
+  ASSERT_EQ(a.state.layers.size(), b.state.layers.size());
+  for (size_t i = 0; i < a.state.layers.size(); ++i) {
+    const LayerState &x = a.state.layers[i], &y = b.state.layers[i];
+    ASSERT_EQ(x.len, y.len);
+    EXPECT_TRUE(at::equal(x.k.narrow(1, 0, x.len), y.k.narrow(1, 0, y.len)));
+    EXPECT_TRUE(at::equal(x.v.narrow(1, 0, x.len), y.v.narrow(1, 0, y.len)));
+    ASSERT_EQ(x.memory.defined(), y.memory.defined());
+    if (x.memory.defined()) {
+      EXPECT_TRUE(at::equal(x.memory, y.memory));
+    }
+  }
+}
+
+struct FakeClock {
+  SteadyTime t = SteadyTime() + std::chrono::hours(1);
+  void Advance(double s) { t += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(s)); }
+};
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("titand_store_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<SessionStore> Open(int64_t device_budget = 1 << 30, int64_t host_budget = 1 << 30) {
+    SessionStoreOptions o;
+    o.dir = dir_.string();
+    o.device_budget = device_budget;
+    o.host_budget = host_budget;
+    o.ttl_seconds = 60;
+    o.codec = MakeSnapshotCodec(Binding(), at::kCPU);
+    o.fresh = EmptyCursor;
+    o.clock = [this] { return clock_.t; };
+    auto s = SessionStore::Open(std::move(o));
+    EXPECT_TRUE(s.ok()) << s.status();
+    return std::move(s).value();
+  }
+  // Runs a "turn" that replaces the session's cursor with `c`.
+  void Put(SessionStore& s, const std::string& id, const SessionCursor& c) {
+    ASSERT_TRUE(s.Pin(id).ok());
+    auto cur = s.Materialize(id);
+    ASSERT_TRUE(cur.ok()) << cur.status();
+    **cur = c.Fork();
+    s.Unpin(id);
+  }
+  SessionCursor Take(SessionStore& s, const std::string& id) {
+    EXPECT_TRUE(s.Pin(id).ok());
+    auto cur = s.Materialize(id);
+    EXPECT_TRUE(cur.ok()) << cur.status();
+    SessionCursor out = cur.ok() ? (*cur)->Fork() : SessionCursor{};
+    s.Unpin(id);
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  FakeClock clock_;
+};
+
+TEST_F(StoreTest, IdsServerAndClientChosen) {
+  auto s = Open();
+  auto a = s->Create("");
+  auto b = s->Create("");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->id.size(), 32u);
+  EXPECT_NE(a->id, b->id);
+  EXPECT_EQ(a->id.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_TRUE(s->Create("my-session_1.x").ok());
+  EXPECT_EQ(s->Create("my-session_1.x").status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(s->Create("a/b").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s->Create(std::string(129, 'a')).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(s->Create(std::string(128, 'a')).ok());
+  EXPECT_EQ(s->Get("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(s->Pin("nope").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, TtlSweepDeletesOnlyIdleUnpinned) {
+  auto s = Open();
+  ASSERT_TRUE(s->Create("old").ok());
+  ASSERT_TRUE(s->Create("used").ok());
+  ASSERT_TRUE(s->Create("busy").ok());
+  clock_.Advance(30);
+  Put(*s, "used", MakeCursor(1, 3));
+  ASSERT_TRUE(s->Pin("busy").ok());
+  clock_.Advance(40);  // old: 70 s idle, used: 40 s, busy: pinned
+  EXPECT_EQ(s->SweepExpired(), 1);
+  EXPECT_EQ(s->Get("old").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(s->Get("used").ok());
+  EXPECT_NEAR(s->Get("used")->idle_seconds, 40, 1e-6);
+  EXPECT_TRUE(s->Get("busy")->busy);
+  s->Unpin("busy");
+  clock_.Advance(61);
+  EXPECT_EQ(s->SweepExpired(), 2);
+  EXPECT_TRUE(s->List().empty());
+}
+
+TEST_F(StoreTest, LruEvictionDeviceHostDiskAndBackBitIdentical) {
+  const int64_t one = MakeCursor(0, 8).ByteSize();
+  auto s = Open(/*device_budget=*/one, /*host_budget=*/one + one / 2);  // one resident, ~one host
+  std::vector<SessionCursor> want;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(s->Create("s" + std::to_string(i)).ok());
+    want.push_back(MakeCursor(10 + i, 8));
+    clock_.Advance(1);
+    Put(*s, "s" + std::to_string(i), want.back());
+  }
+  // s2 newest on the device, s1 in host bytes, s0 (oldest) on disk.
+  EXPECT_EQ(s->Get("s2")->tier, SessionTier::kDevice);
+  EXPECT_EQ(s->Get("s1")->tier, SessionTier::kHost);
+  EXPECT_EQ(s->Get("s0")->tier, SessionTier::kDisk);
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "s0.tsession"));
+  SessionStoreStats st = s->Stats();
+  EXPECT_EQ(st.device, 1);
+  EXPECT_EQ(st.host, 1);
+  EXPECT_EQ(st.disk, 1);
+  EXPECT_LE(st.device_bytes, one);
+  EXPECT_EQ(s->Get("s0")->history_tokens, 9);
+  for (int i = 0; i < 3; ++i) {
+    clock_.Advance(1);
+    ExpectSame(Take(*s, "s" + std::to_string(i)), want[i]);
+  }
+  EXPECT_EQ(s->Get("s2")->tier, SessionTier::kDevice);  // most recently used
+}
+
+TEST_F(StoreTest, PinnedSessionIsNeverEvictedForkedOrDeleted) {
+  const int64_t one = MakeCursor(0, 8).ByteSize();
+  auto s = Open(one / 2, 1 << 30);
+  ASSERT_TRUE(s->Create("p").ok());
+  ASSERT_TRUE(s->Pin("p").ok());
+  auto cur = s->Materialize("p");
+  ASSERT_TRUE(cur.ok());
+  **cur = MakeCursor(3, 8);
+  EXPECT_EQ(s->Pin("p").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s->Delete("p").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s->Fork("p", "q").status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(s->Create("other").ok());  // triggers budget enforcement while p is pinned
+  EXPECT_EQ(s->Get("p")->tier, SessionTier::kDevice);
+  EXPECT_TRUE(s->Get("p")->busy);
+  s->Unpin("p");
+  EXPECT_EQ(s->Get("p")->tier, SessionTier::kHost);  // over budget once unpinned
+  ExpectSame(Take(*s, "p"), MakeCursor(3, 8));
+}
+
+TEST_F(StoreTest, ForkFromEveryTierIsIndependent) {
+  const int64_t one = MakeCursor(0, 8).ByteSize();
+  auto s = Open(one, one + one / 2);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(s->Create("s" + std::to_string(i)).ok());
+    clock_.Advance(1);
+    Put(*s, "s" + std::to_string(i), MakeCursor(20 + i, 8));
+  }
+  ASSERT_EQ(s->Get("s0")->tier, SessionTier::kDisk);
+  for (int i = 0; i < 3; ++i) {
+    auto f = s->Fork("s" + std::to_string(i), "f" + std::to_string(i));
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->history_tokens, 9);
+  }
+  auto anon = s->Fork("s1", "");
+  ASSERT_TRUE(anon.ok());
+  EXPECT_EQ(anon->id.size(), 32u);
+  for (int i = 0; i < 3; ++i) {
+    clock_.Advance(1);
+    Put(*s, "f" + std::to_string(i), MakeCursor(99, 4));  // change the fork
+  }
+  for (int i = 0; i < 3; ++i) {
+    clock_.Advance(1);
+    ExpectSame(Take(*s, "s" + std::to_string(i)), MakeCursor(20 + i, 8));
+    ExpectSame(Take(*s, "f" + std::to_string(i)), MakeCursor(99, 4));
+  }
+}
+
+TEST_F(StoreTest, SaveAllThenRestartRestoresLazily) {
+  {
+    auto s = Open();
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(s->Create("r" + std::to_string(i)).ok());
+      Put(*s, "r" + std::to_string(i), MakeCursor(30 + i, 5 + i));
+    }
+    ASSERT_TRUE(s->SaveAll().ok());
+    EXPECT_EQ(s->Stats().disk, 3);
+  }
+  auto s = Open();
+  auto list = s->List();
+  ASSERT_EQ(list.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(list[i].id, "r" + std::to_string(i));
+    EXPECT_EQ(list[i].tier, SessionTier::kDisk);
+    EXPECT_EQ(list[i].history_tokens, 5 + i + 1);
+  }
+  ExpectSame(Take(*s, "r1"), MakeCursor(31, 6));
+  EXPECT_EQ(s->Get("r1")->tier, SessionTier::kDevice);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "r1.tsession"));  // memory is the truth now
+  ASSERT_TRUE(s->Delete("r2").ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "r2.tsession"));
+}
+
+TEST_F(StoreTest, CorruptedSnapshotFailsOnlyItsSession) {
+  {
+    auto s = Open();
+    for (const char* id : {"good", "flipped", "truncated"}) {
+      ASSERT_TRUE(s->Create(id).ok());
+      Put(*s, id, MakeCursor(40, 6));
+    }
+    ASSERT_TRUE(s->SaveAll().ok());
+  }
+  {  // flip the last byte (tensor data / digest): header still reads, checksum fails on restore
+    std::fstream f(dir_ / "flipped.tsession", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-1, std::ios::end);
+    char c;
+    f.get(c);
+    f.seekp(-1, std::ios::end);
+    f.put(static_cast<char>(c ^ 0x5a));
+  }
+  std::filesystem::resize_file(dir_ / "truncated.tsession", std::filesystem::file_size(dir_ / "truncated.tsession") - 7);
+  auto s = Open();
+  EXPECT_FALSE(s->Get("truncated").ok());       // header check at start: wrong length
+  EXPECT_FALSE(s->Pin("truncated").ok());
+  ASSERT_TRUE(s->Pin("flipped").ok());
+  auto bad = s->Materialize("flipped");
+  EXPECT_FALSE(bad.ok());
+  s->Unpin("flipped");
+  EXPECT_FALSE(s->Pin("flipped").ok());         // stays broken, says why
+  EXPECT_FALSE(s->Get("flipped").ok());
+  ExpectSame(Take(*s, "good"), MakeCursor(40, 6));
+  EXPECT_TRUE(s->Delete("flipped").ok());
+}
+
+TEST_F(StoreTest, ConcurrentRpcsWhileTurnsRun) {  // for ThreadSanitizer
+  auto s = Open(MakeCursor(0, 4).ByteSize() * 2, 1 << 30);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(s->Create("c" + std::to_string(i)).ok());
+  std::thread engine([&] {
+    for (int r = 0; r < 50; ++r) {
+      const std::string id = "c" + std::to_string(r % 4);
+      if (!s->Pin(id).ok()) continue;
+      auto cur = s->Materialize(id);
+      if (cur.ok()) **cur = MakeCursor(r, 4);
+      s->Unpin(id);
+    }
+  });
+  for (int r = 0; r < 50; ++r) {
+    s->List();
+    (void)s->Get("c1");
+    auto f = s->Fork("c2", "");
+    if (f.ok()) (void)s->Delete(f->id);
+    s->SweepExpired();
+    s->Stats();
+  }
+  engine.join();
+  EXPECT_EQ(s->List().size(), 4u);
+}
+
+}  // namespace
+}  // namespace titand
