@@ -1,0 +1,218 @@
+// Engine API side: validation, prompt building, the bounded inbox, cancellation data, session RPCs.
+// The engine thread's loop is in engine_loop.cc.
+#include "core/engine/engine_impl.h"
+
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "core/common/status.h"
+#include "core/engine/session_codec.h"
+#include "core/tokenizer/chat_format.h"
+
+namespace titand {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config, std::unique_ptr<Runtime> rt) {
+  RETURN_IF_ERROR(config.Validate());
+  if (!rt || !rt->model) return absl::InvalidArgumentError("engine: runtime without a model");
+  auto e = std::make_unique<EngineImpl>(config, std::move(rt));
+  RETURN_IF_ERROR(e->Start());
+  return std::unique_ptr<Engine>(std::move(e));
+}
+
+EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<Runtime> rt)
+    : config_(config),
+      rt_(std::move(rt)),
+      scheduler_(SchedulerConfig{config.max_running, config.max_step_tokens, config.prefill_chunk}) {}
+
+EngineImpl::~EngineImpl() { Shutdown(/*drain=*/false); }
+
+absl::Status EngineImpl::Start() {
+  const CausalLM& m = *rt_->model;
+  SnapshotBinding b;
+  b.model_id = rt_->model_id;
+  b.adapter_id = rt_->adapter_id;
+  b.num_layers = m.config().num_layers;
+  b.num_kv_heads = m.config().num_kv_heads;
+  b.head_dim = m.config().head_dim;
+  b.dtype = m.options().dtype == at::kBFloat16 ? "bfloat16" : m.options().dtype == at::kHalf ? "float16" : "float32";
+  SessionStoreOptions so;
+  so.dir = config_.session_dir;
+  so.device_budget = config_.device_state_budget;
+  so.host_budget = config_.host_state_budget;
+  so.ttl_seconds = config_.session_ttl_seconds;
+  so.max_sessions = config_.max_sessions;
+  so.codec = MakeSnapshotCodec(b, m.options().device);
+  so.fresh = [&m] { return SessionCursor{m.NewState(), {}}; };
+  ASSIGN_OR_RETURN(store_, SessionStore::Open(std::move(so)));
+  last_sweep_ = std::chrono::steady_clock::now();
+  thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> EngineImpl::BuildPrompt(const GenerateRequest& req, bool first_turn) const {
+  const int forms = (req.text.has_value() ? 1 : 0) + (!req.token_ids.empty() ? 1 : 0) + (!req.messages.empty() ? 1 : 0);
+  if (forms != 1) return absl::InvalidArgumentError("exactly one of text, token_ids, messages must be given");
+  const int64_t vocab = rt_->model->config().vocab_size;
+  if (!req.token_ids.empty()) {
+    for (int32_t t : req.token_ids) {
+      if (t < 0 || t >= vocab) return absl::InvalidArgumentError(absl::StrCat("token id ", t, " outside [0, ", vocab, ")"));
+    }
+    return req.token_ids;
+  }
+  const Tokenizer* tok = rt_->tokenizer.get();
+  if (!tok) return absl::InvalidArgumentError("this model has no tokenizer: send token_ids");
+  std::vector<int32_t> ids;
+  if (req.text) {
+    ids = tok->Encode(*req.text);
+  } else {
+    ASSIGN_OR_RETURN(ChatFormat f, DetectChatFormat(tok->chat_template_source()));
+    std::vector<ChatMessage> msgs;
+    for (const auto& m : req.messages) {
+      if (m.role != "system" && m.role != "user" && m.role != "assistant")
+        return absl::InvalidArgumentError(absl::StrCat("unknown chat role '", m.role, "'"));
+      msgs.push_back({m.role, m.content});
+    }
+    ids = tok->Encode(RenderChat(f, msgs, /*add_generation_prompt=*/true, tok->chat_template_source(), first_turn));
+  }
+  // A BOS belongs at the start of a conversation only (and once, when the template writes it too).
+  const int32_t bos = tok->bos_id();
+  if (tok->add_bos() && bos >= 0) {
+    if (!first_turn && !ids.empty() && ids[0] == bos) ids.erase(ids.begin());
+    if (ids.size() >= 2 && ids[0] == bos && ids[1] == bos) ids.erase(ids.begin());
+  }
+  return ids;
+}
+
+absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback on_chunk) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("engine is draining");
+    if (waiting_ >= config_.max_queue)
+      return absl::ResourceExhaustedError(absl::StrCat("request queue full (", config_.max_queue, " waiting)"));
+    if (!req.request_id.empty() && labels_.count(req.request_id))
+      return absl::AlreadyExistsError(absl::StrCat("request_id ", req.request_id, " is already running"));
+  }
+  RETURN_IF_ERROR(req.sampling.Validate());
+  if (req.max_tokens < 0 || req.max_tokens > config_.max_new_tokens)
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be in [0, ", config_.max_new_tokens, "]"));
+  if (!on_chunk) return absl::InvalidArgumentError("a chunk callback is required");
+  int64_t history = 0;
+  const std::string sid = req.session_id;
+  if (!sid.empty()) {
+    RETURN_IF_ERROR(store_->Pin(sid));  // NOT_FOUND / FAILED_PRECONDITION (busy) / snapshot error
+    auto info = store_->Get(sid);
+    if (info.ok()) history = info->history_tokens;
+  }
+  auto unpin_on_error = [&](absl::Status st) {
+    if (!sid.empty()) store_->Unpin(sid);
+    return st;
+  };
+  auto prompt = BuildPrompt(req, history == 0);
+  if (!prompt.ok()) return unpin_on_error(prompt.status());
+  if (static_cast<int64_t>(prompt->size()) > config_.max_prompt_tokens)
+    return unpin_on_error(absl::InvalidArgumentError(
+        absl::StrCat("prompt has ", prompt->size(), " tokens; the limit is ", config_.max_prompt_tokens)));
+  if (prompt->empty() && history == 0)
+    return unpin_on_error(absl::InvalidArgumentError("empty prompt and no session history"));
+
+  auto r = std::make_unique<LiveRequest>();
+  r->prompt = std::move(prompt).value();
+  r->cb = std::move(on_chunk);
+  r->enqueued = std::chrono::steady_clock::now();
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return unpin_on_error(absl::UnavailableError("engine is draining"));
+  if (waiting_ >= config_.max_queue)
+    return unpin_on_error(absl::ResourceExhaustedError(absl::StrCat("request queue full (", config_.max_queue, " waiting)")));
+  if (!req.request_id.empty() && labels_.count(req.request_id))
+    return unpin_on_error(absl::AlreadyExistsError(absl::StrCat("request_id ", req.request_id, " is already running")));
+  r->id = next_id_++;
+  r->arrival = next_arrival_++;
+  r->req = std::move(req);
+  if (!r->req.request_id.empty()) labels_[r->req.request_id] = r->id;
+  alive_.insert(r->id);
+  ++waiting_;
+  const RequestId id = r->id;
+  inbox_.push_back(std::move(r));
+  return id;
+}
+
+void EngineImpl::Cancel(RequestId id) {
+  absl::MutexLock lock(&mu_);
+  if (alive_.count(id)) cancel_.insert(id);
+}
+
+absl::Status EngineImpl::Abort(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = labels_.find(request_id);
+  if (it == labels_.end()) return absl::NotFoundError(absl::StrCat("no running request ", request_id));
+  cancel_.insert(it->second);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SessionInfo> EngineImpl::CreateSession(const std::string& requested_id) {
+  return store_->Create(requested_id);
+}
+absl::StatusOr<SessionInfo> EngineImpl::GetSession(const std::string& id) { return store_->Get(id); }
+absl::StatusOr<std::vector<SessionInfo>> EngineImpl::ListSessions() { return store_->List(); }
+absl::Status EngineImpl::DeleteSession(const std::string& id) { return store_->Delete(id); }
+absl::StatusOr<SessionInfo> EngineImpl::ForkSession(const std::string& id, const std::string& new_id) {
+  return store_->Fork(id, new_id);
+}
+
+absl::Status EngineImpl::WarmUp() {
+  GenerateRequest req;
+  req.token_ids = {rt_->tokenizer && rt_->tokenizer->bos_id() >= 0 ? rt_->tokenizer->bos_id() : 0};
+  req.max_tokens = 2;
+  req.ignore_eos = true;
+  auto done = std::make_shared<absl::Notification>();
+  auto result = std::make_shared<absl::Status>();
+  ASSIGN_OR_RETURN(RequestId id, Enqueue(std::move(req), [done, result](StreamChunk c) {
+                     if (!c.final) return;
+                     *result = c.finish == EngineFinish::kError ? c.error : absl::OkStatus();
+                     done->Notify();
+                   }));
+  (void)id;
+  done->WaitForNotification();
+  return *result;
+}
+
+void EngineImpl::Shutdown(bool drain) {
+  if (shut_down_.exchange(true)) {
+    if (thread_.joinable()) thread_.join();
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    draining_ = drain;
+  }
+  if (thread_.joinable()) thread_.join();
+  if (drain && store_ && !config_.session_dir.empty()) {
+    absl::Status st = store_->SaveAll();
+    if (!st.ok()) std::cerr << "engine: drain could not save every session: " << st << "\n";
+  }
+}
+
+EngineStats EngineImpl::Stats() const {
+  EngineStats s;
+  {
+    absl::MutexLock lock(&mu_);
+    s.running = running_;
+    s.waiting = waiting_;
+    s.last_batch_size = last_batch_;
+    s.steps = steps_;
+    s.draining = stopping_ && draining_;
+  }
+  if (store_) {
+    SessionStoreStats ss = store_->Stats();
+    s.sessions_device = ss.device;
+    s.sessions_host = ss.host;
+    s.sessions_disk = ss.disk;
+    s.resident_state_bytes = ss.device_bytes;
+    s.host_state_bytes = ss.host_bytes;
+  }
+  return s;
+}
+
+}  // namespace titand

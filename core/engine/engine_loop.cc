@@ -1,0 +1,257 @@
+// The engine thread: intake -> cancellations/deadlines -> scheduler plan -> admission -> ONE model
+// forward over every scheduled sequence -> per-sequence sampling and streaming.
+//
+// Pending-token invariant (core/model/sequence_state.h), per turn with cursor (state, pending p):
+//   feed = p + prompt; all of it is fed (in chunks), the last chunk's logits give token 1; each decode
+//   step feeds the previously sampled token. At the end the last sampled token is the new pending one,
+//   exactly as Generate() leaves it. max_tokens == 0 feeds all but the last token, which stays pending.
+//   A turn stopped in the middle of its prefill keeps what was fed (pending empty); stopped before any
+//   feeding, the cursor is untouched.
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/engine/engine_impl.h"
+
+namespace titand {
+
+bool EngineImpl::Intake() {
+  std::deque<std::unique_ptr<LiveRequest>> in;
+  bool stopping, draining;
+  {
+    absl::MutexLock lock(&mu_);
+    in.swap(inbox_);
+    stopping = stopping_;
+    draining = draining_;
+  }
+  for (auto& r : in) {
+    const RequestId id = r->id;
+    live_.emplace(id, std::move(r));
+  }
+  if (stopping && !draining) {
+    std::vector<RequestId> ids;
+    for (auto& [id, r] : live_) ids.push_back(id);
+    for (RequestId id : ids) Finish(id, EngineFinish::kCancelled, absl::CancelledError("engine shut down"));
+    return false;
+  }
+  return !(stopping && live_.empty());
+}
+
+void EngineImpl::ExpireAndCancel() {
+  std::set<RequestId> cancel;
+  {
+    absl::MutexLock lock(&mu_);
+    cancel.swap(cancel_);
+  }
+  const SteadyTime now = std::chrono::steady_clock::now();
+  std::vector<std::pair<RequestId, EngineFinish>> out;
+  for (auto& [id, r] : live_) {
+    if (cancel.count(id)) {
+      out.emplace_back(id, EngineFinish::kCancelled);
+    } else if (r->req.deadline && now >= *r->req.deadline) {
+      out.emplace_back(id, EngineFinish::kDeadline);
+    }
+  }
+  for (auto [id, f] : out) Finish(id, f);
+  if (now - last_sweep_ > std::chrono::seconds(1)) {
+    store_->SweepExpired();
+    last_sweep_ = now;
+  }
+}
+
+void EngineImpl::Loop() {
+  while (Intake()) {
+    ExpireAndCancel();
+    std::vector<SchedItem> items;
+    items.reserve(live_.size());
+    for (auto& [id, r] : live_) {
+      SchedItem it;
+      it.id = id;
+      it.priority = r->req.priority;
+      it.arrival = r->arrival;
+      it.running = r->running;
+      // Before admission the pending token is unknown: count one for a session (the plan is clipped).
+      it.prefill_remaining = r->running ? static_cast<int64_t>(r->feed.size() - r->fed)
+                                        : static_cast<int64_t>(r->prompt.size()) + (r->req.session_id.empty() ? 0 : 1);
+      if (!r->running && it.prefill_remaining == 0) it.prefill_remaining = 1;
+      items.push_back(it);
+    }
+    StepPlan plan = scheduler_.Plan(items);
+    if (plan.empty()) {
+      absl::MutexLock lock(&mu_);
+      auto has_work = [](EngineImpl* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) {
+        return !e->inbox_.empty() || !e->cancel_.empty() || e->stopping_;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(+has_work, this), absl::Milliseconds(live_.empty() ? 200 : 5));
+      continue;
+    }
+    for (RequestId id : plan.admitted) Admit(*live_.at(id));
+    RunStep(plan);
+  }
+}
+
+void EngineImpl::Admit(LiveRequest& r) {
+  {
+    absl::MutexLock lock(&mu_);
+    --waiting_;
+    ++running_;
+  }
+  r.running = true;
+  r.scheduled = std::chrono::steady_clock::now();
+  if (!r.req.session_id.empty()) {
+    auto cur = store_->Materialize(r.req.session_id);
+    if (!cur.ok()) return Finish(r.id, EngineFinish::kError, cur.status());
+    r.cur = *cur;
+  } else {
+    r.own = SessionCursor{rt_->model->NewState(), {}};
+    r.cur = &r.own;
+  }
+  r.saved_pending = r.cur->pending;
+  std::vector<int32_t> seq = r.cur->pending;
+  seq.insert(seq.end(), r.prompt.begin(), r.prompt.end());
+  if (seq.empty()) {
+    return Finish(r.id, EngineFinish::kError, absl::InvalidArgumentError("empty prompt and nothing pending in the session"));
+  }
+  r.prefill_only = r.req.max_tokens == 0;
+  r.feed = seq;
+  if (r.prefill_only) r.feed.pop_back();
+  r.cur->pending.clear();
+  r.dec = std::make_unique<TurnDecoder>(rt_->tokenizer.get(), r.req, seq);
+  if (r.feed.empty()) Finish(r.id, EngineFinish::kMaxTokens);  // prefill-only of one token: nothing to run
+}
+
+void EngineImpl::RunStep(const StepPlan& plan) {
+  struct Slot {
+    LiveRequest* r;
+    size_t n;        // prompt tokens fed (0 = decode)
+    bool sample;
+  };
+  std::vector<ForwardInput> in;
+  std::vector<Slot> slots;
+  for (RequestId id : plan.decode) {
+    auto it = live_.find(id);
+    if (it == live_.end() || !it->second->dec || it->second->dec->generated() == 0) continue;
+    LiveRequest& r = *it->second;
+    in.push_back(ForwardInput{{r.dec->last()}, &r.cur->state, false});
+    slots.push_back({&r, 0, true});
+  }
+  for (auto [id, planned] : plan.prefill) {
+    auto it = live_.find(id);
+    if (it == live_.end()) continue;
+    LiveRequest& r = *it->second;
+    const size_t n = std::min<size_t>(static_cast<size_t>(planned), r.feed.size() - r.fed);
+    if (n == 0) continue;
+    in.push_back(ForwardInput{std::vector<int32_t>(r.feed.begin() + r.fed, r.feed.begin() + r.fed + n), &r.cur->state, false});
+    slots.push_back({&r, n, r.fed + n == r.feed.size() && !r.prefill_only});
+  }
+  if (in.empty()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    ++steps_;
+    last_batch_ = static_cast<int64_t>(in.size());
+  }
+  absl::StatusOr<std::vector<at::Tensor>> out;
+  std::vector<at::Tensor> rows(in.size());
+  try {
+    out = rt_->model->Forward(in);
+    // Logits rows on the host as fp32 [vocab].
+    for (size_t i = 0; out.ok() && i < in.size(); ++i) {
+      if (slots[i].sample) rows[i] = (*out)[i][-1].to(at::kCPU, at::kFloat).contiguous();
+    }
+  } catch (const c10::Error& e) {
+    out = absl::InternalError(absl::StrCat("model forward failed: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    out = absl::InternalError(absl::StrCat("model forward failed: ", e.what()));
+  }
+  if (!out.ok()) {
+    // The states of this step's sequences may be half advanced: their sessions are dropped; sequences
+    // not in this step are untouched.
+    for (const Slot& s : slots) {
+      absl::Status st = out.status();
+      if (!s.r->req.session_id.empty()) {
+        st = absl::Status(st.code(), absl::StrCat(st.message(), "; session ", s.r->req.session_id,
+                                                  " was deleted (its state may be partially advanced)"));
+      }
+      Finish(s.r->id, EngineFinish::kError, st, /*drop_session=*/true);
+    }
+    return;
+  }
+  for (size_t i = 0; i < slots.size(); ++i) {
+    LiveRequest& r = *slots[i].r;
+    r.fed += slots[i].n;
+    if (r.prefill_only && r.fed == r.feed.size()) {
+      Finish(r.id, EngineFinish::kMaxTokens);
+      continue;
+    }
+    if (!slots[i].sample) continue;
+    TokenOutcome o = r.dec->Next(rows[i].data_ptr<float>(), rows[i].size(0));
+    if (!r.has_first_token) {
+      r.has_first_token = true;
+      r.first_token = std::chrono::steady_clock::now();
+    }
+    if (o.done) {
+      Finish(r.id, o.finish, absl::OkStatus(), false, &o);
+    } else {
+      StreamChunk c;
+      c.token_ids = {o.id};
+      c.text = std::move(o.delta);
+      if (r.req.return_logprobs) c.logprobs = {o.logprob};
+      r.cb(std::move(c));
+    }
+  }
+}
+
+void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool drop_session, const TokenOutcome* last) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return;
+  std::unique_ptr<LiveRequest> r = std::move(it->second);
+  live_.erase(it);
+  StreamChunk c;
+  c.final = true;
+  c.finish = error.ok() ? f : EngineFinish::kError;
+  c.error = error;
+  if (last) {
+    c.token_ids = {last->id};
+    c.text = last->delta;
+    if (r->req.return_logprobs) c.logprobs = {last->logprob};
+  }
+  if (r->cur && !drop_session) {  // restore the pending-token invariant (see the file comment)
+    if (r->dec && r->dec->generated() > 0) {
+      r->cur->pending = {r->dec->last()};
+    } else if (r->prefill_only && r->fed == r->feed.size()) {
+      // The held-back token is the last of pending + prompt.
+      r->cur->pending = {r->prompt.empty() ? r->saved_pending.back() : r->prompt.back()};
+    } else if (r->fed == 0) {
+      r->cur->pending = r->saved_pending;
+    } else {
+      r->cur->pending.clear();
+    }
+  }
+  c.usage.prompt_tokens = static_cast<int64_t>(r->prompt.size());
+  c.usage.completion_tokens = r->dec ? r->dec->generated() : 0;
+  if (r->cur && !drop_session) c.usage.session_tokens = r->cur->history_tokens();
+  const bool session = !r->req.session_id.empty();
+  if (session && !r->cur && !drop_session) {
+    auto info = store_->Get(r->req.session_id);
+    if (info.ok()) c.usage.session_tokens = info->history_tokens;
+  }
+  if (session) store_->Unpin(r->req.session_id, drop_session);  // before the callback: the next turn may follow at once
+  r->cur = nullptr;
+  const SteadyTime now = std::chrono::steady_clock::now();
+  auto secs = [](SteadyTime a, SteadyTime b) { return std::chrono::duration<double>(b - a).count(); };
+  c.timing.total_seconds = secs(r->enqueued, now);
+  c.timing.queue_seconds = r->running ? secs(r->enqueued, r->scheduled) : c.timing.total_seconds;
+  c.timing.ttft_seconds = r->has_first_token ? secs(r->enqueued, r->first_token) : 0;
+  {
+    absl::MutexLock lock(&mu_);
+    alive_.erase(id);
+    cancel_.erase(id);
+    auto l = labels_.find(r->req.request_id);
+    if (l != labels_.end() && l->second == id) labels_.erase(l);
+    if (r->running) --running_; else --waiting_;
+  }
+  r->cb(std::move(c));
+}
+
+}  // namespace titand

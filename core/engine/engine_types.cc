@@ -1,0 +1,43 @@
+#include "core/engine/engine_types.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/engine/engine.h"
+#include "core/engine/scheduler.h"
+
+namespace titand {
+
+const char* EngineFinishName(EngineFinish f) {
+  switch (f) {
+    case EngineFinish::kMaxTokens: return "max_tokens";
+    case EngineFinish::kEos: return "eos";
+    case EngineFinish::kStopSequence: return "stop_sequence";
+    case EngineFinish::kCancelled: return "cancelled";
+    case EngineFinish::kDeadline: return "deadline";
+    case EngineFinish::kError: return "error";
+  }
+  return "unknown";
+}
+
+const char* SessionTierName(SessionTier t) {
+  switch (t) {
+    case SessionTier::kDevice: return "device";
+    case SessionTier::kHost: return "host";
+    case SessionTier::kDisk: return "disk";
+  }
+  return "unknown";
+}
+
+absl::Status EngineConfig::Validate() const {
+  if (max_queue < 1) return absl::InvalidArgumentError("max_queue must be >= 1");
+  SchedulerConfig s{max_running, max_step_tokens, prefill_chunk};
+  if (absl::Status st = s.Validate(); !st.ok()) return st;
+  if (max_prompt_tokens < 1) return absl::InvalidArgumentError("max_prompt_tokens must be >= 1");
+  if (max_new_tokens < 0) return absl::InvalidArgumentError("max_new_tokens must be >= 0");
+  if (device_state_budget < 0 || host_state_budget < 0)
+    return absl::InvalidArgumentError("state budgets must be >= 0");
+  if (!(session_ttl_seconds > 0)) return absl::InvalidArgumentError("session_ttl_seconds must be > 0");
+  if (max_sessions < 1) return absl::InvalidArgumentError("max_sessions must be >= 1");
+  return absl::OkStatus();
+}
+
+}  // namespace titand
