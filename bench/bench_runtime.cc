@@ -1,0 +1,117 @@
+// bench_runtime: speed and state size of the bare runtime (no server).
+//   bench_runtime --model M [--tptt DIR] [--dtype float32|bfloat16] [--threads N]
+//                 [--prefill 512] [--decode 64] [--contexts 512,2048,8192,32768] [--decode-at 16]
+// Prints one JSON object: prefill tokens/s (real tokens), decode tokens/s at batch 1 after the prefill,
+// and decode ms/token at each context length. For the context sweep the state is filled with random
+// keys/values/memory of the right shapes instead of prefilling (decode cost depends on shapes, not values).
+#include <ATen/Parallel.h>
+#include <chrono>
+#include <iostream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "core/runtime/runtime.h"
+#include "nlohmann/json.hpp"
+
+using namespace titand;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string Arg(int argc, char** argv, const std::string& name, const std::string& def) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (argv[i] == "--" + name) return argv[i + 1];
+  }
+  return def;
+}
+
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// A state that has seen `ctx` tokens, with random contents.
+SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
+  const ModelConfig& c = m.config();
+  SequenceState s = m.NewState();
+  auto opt = at::TensorOptions().dtype(m.options().dtype);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    auto w = m.LayerWindow(i);
+    const int64_t kept = w ? std::min(*w - 1, ctx) : ctx;
+    LayerState& l = s.layers[i];
+    const int64_t cap = w ? kept : kept + 256;
+    l.k = at::randn({c.num_kv_heads, cap, c.head_dim}, opt);
+    l.v = at::randn({c.num_kv_heads, cap, c.head_dim}, opt);
+    l.len = kept;
+    if (m.hybrid(i)) l.memory = at::randn({c.num_heads, c.head_dim, c.head_dim}) * 0.05;
+  }
+  s.num_tokens = ctx;
+  return s;
+}
+
+double DecodeSeconds(CausalLM& m, SequenceState& s, int steps) {
+  std::vector<ForwardInput> in(1);
+  in[0].state = &s;
+  in[0].tokens = {42};
+  (void)m.Forward(in);  // warm
+  const auto t0 = Clock::now();
+  for (int i = 0; i < steps; ++i) {
+    in[0].tokens = {static_cast<int32_t>(100 + i)};
+    auto r = m.Forward(in);
+    if (!r.ok()) {
+      std::cerr << r.status() << "\n";
+      std::exit(1);
+    }
+  }
+  return Seconds(t0, Clock::now()) / steps;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  LoadOptions lo;
+  lo.model = Arg(argc, argv, "model", "smollm2-135m");
+  lo.tptt_dir = Arg(argc, argv, "tptt", "");
+  lo.dtype = Arg(argc, argv, "dtype", "float32");
+  lo.threads = std::stoi(Arg(argc, argv, "threads", "0"));
+  const int prefill = std::stoi(Arg(argc, argv, "prefill", "512"));
+  const int decode = std::stoi(Arg(argc, argv, "decode", "64"));
+  const int decode_at = std::stoi(Arg(argc, argv, "decode-at", "16"));
+  std::vector<int64_t> contexts;
+  for (absl::string_view p : absl::StrSplit(Arg(argc, argv, "contexts", "512,2048,8192,32768"), ',', absl::SkipEmpty())) {
+    int64_t v;
+    if (absl::SimpleAtoi(p, &v)) contexts.push_back(v);
+  }
+  auto rt = LoadRuntime(lo);
+  if (!rt.ok()) {
+    std::cerr << "bench_runtime: " << rt.status().message() << "\n";
+    return 1;
+  }
+  CausalLM& m = *(*rt)->model;
+  nlohmann::json out = {{"model", (*rt)->model_path}, {"tptt", lo.tptt_dir}, {"dtype", lo.dtype},
+                        {"threads", at::get_num_threads()}};
+  // Prefill: `prefill` real tokens in one forward (after one warm-up run).
+  std::vector<int32_t> toks;
+  for (int i = 0; i < prefill; ++i) toks.push_back(static_cast<int32_t>((i * 7919) % 40000 + 100));
+  for (int rep = 0; rep < 2; ++rep) {
+    SequenceState s = m.NewState();
+    std::vector<ForwardInput> in(1);
+    in[0].tokens = toks;
+    in[0].state = &s;
+    const auto t0 = Clock::now();
+    (void)m.Forward(in);
+    const double sec = Seconds(t0, Clock::now());
+    if (rep == 1) {
+      out["prefill_tokens"] = prefill;
+      out["prefill_tokens_per_s"] = prefill / sec;
+      out["decode_tokens_per_s_after_prefill"] = 1.0 / DecodeSeconds(m, s, decode);
+      out["decode_tokens"] = decode;
+    }
+  }
+  nlohmann::json sweep = nlohmann::json::array();
+  for (int64_t ctx : contexts) {
+    SequenceState s = SyntheticState(m, ctx);
+    const double sec = DecodeSeconds(m, s, decode_at);
+    sweep.push_back({{"context", ctx}, {"decode_ms_per_token", sec * 1000}, {"state_bytes", m.StateBytesAt(ctx)}});
+  }
+  out["decode_at_context"] = sweep;
+  std::cout << out.dump(2) << "\n";
+  return 0;
+}
