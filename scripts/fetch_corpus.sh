@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=.cache/corpus
-mkdir -p "$OUT" .cache/debs
+DEBS=${TITAND_CACHE:-$HOME/.cache/titand}/debs   # downloads cached outside the checkout
+mkdir -p "$OUT" "$DEBS"
 pick() {  # newest package whose name matches the regex $1
   apt-cache pkgnames 2>/dev/null | grep -E "$1" | sort -V | tail -n 1
 }
@@ -16,9 +17,9 @@ fetch() {  # $1 = regex of package name, $2 = target folder, $3 = find pattern
   local pkg; pkg=$(pick "$1")
   if [ -z "$pkg" ]; then apt-get update -qq >/dev/null 2>&1 || true; pkg=$(pick "$1"); fi
   [ -n "$pkg" ] || { echo "fetch_corpus: no package matches $1" >&2; return 1; }
-  (cd .cache/debs && chmod 777 . && ls "${pkg}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$pkg" >/dev/null)
+  (cd "$DEBS" && chmod 777 . && ls "${pkg}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$pkg" >/dev/null)
   local tmp; tmp=$(mktemp -d)
-  dpkg-deb -x .cache/debs/"${pkg}"_*.deb "$tmp"
+  dpkg-deb -x "$DEBS"/"${pkg}"_*.deb "$tmp"
   mkdir -p "$dir"
   find "$tmp" -type f \( -name "$3" -o -name "$3.gz" \) -exec cp --backup=numbered -t "$dir" {} + 2>/dev/null || true
   find "$dir" -name '*.gz' -exec gunzip -f {} + 2>/dev/null || true

