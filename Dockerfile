@@ -22,7 +22,7 @@ ARG CUDA_TORCH_RUNTIME_IMAGE=pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime
 # which is idempotent). CI on the development machines runs these same two scripts.
 FROM ${DEBIAN_IMAGE} AS build-cpu
 ENV DEBIAN_FRONTEND=noninteractive
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates python3 python3-venv python3-pip && rm -rf /var/lib/apt/lists/*
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates python3 python3-venv && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . /src
 RUN bash scripts/setup.sh
