@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
 #include "absl/flags/flag.h"
@@ -22,6 +21,7 @@
 #include "core/engine/engine.h"
 #include "core/runtime/runtime.h"
 #include "server/metrics.h"
+#include "server/metrics_http.h"
 #include "server/stats_poller.h"
 #include "server/titand_server.h"
 
@@ -129,17 +129,16 @@ int Run(sigset_t signals) {
   }
   auto registry = std::make_shared<prometheus::Registry>();
   ServerMetrics metrics(*registry);
-  std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<MetricsHttpServer> metrics_http;
   if (int mport = absl::GetFlag(FLAGS_metrics_port); mport > 0) {
-    std::string addr = absl::StrCat(absl::GetFlag(FLAGS_host), ":", mport);
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(addr);
-    } catch (const std::exception& e) {
-      Log(absl::StrCat("cannot serve metrics on ", addr, ": ", e.what()));
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> m =
+        MetricsHttpServer::Start(absl::GetFlag(FLAGS_host), mport, registry);
+    if (!m.ok()) {
+      Log(absl::StrCat("cannot serve metrics: ", m.status().ToString()));
       return 1;
     }
-    exposer->RegisterCollectable(registry);
-    Log(absl::StrCat("metrics on http://", addr, "/metrics"));
+    metrics_http = std::move(*m);
+    Log(absl::StrCat("metrics on http://", absl::GetFlag(FLAGS_host), ":", metrics_http->port(), "/metrics"));
   }
   ServerOptions options;
   options.host = absl::GetFlag(FLAGS_host);

@@ -117,7 +117,7 @@ void ToProto(const StreamChunk& chunk, const std::string& session_id, v1::Genera
   v1::Usage* u = out->mutable_usage();
   u->set_prompt_tokens(chunk.usage.prompt_tokens);
   u->set_completion_tokens(chunk.usage.completion_tokens);
-  u->set_session_tokens(chunk.usage.session_tokens);
+  u->set_session_tokens(session_id.empty() ? 0 : chunk.usage.session_tokens);  // stateless: no history kept
   v1::Timing* t = out->mutable_timing();
   t->set_queue_seconds(chunk.timing.queue_seconds);
   t->set_time_to_first_token_seconds(chunk.timing.ttft_seconds);

@@ -278,7 +278,7 @@ def test_queue_full_resource_exhausted(tc, tmp_path):
         def one():
             c = tc.Client(s.address)
             try:
-                c.complete(tokens=[1000, 2000], max_tokens=24, ignore_eos=True, timeout=120)
+                c.complete(tokens=[1000, 2000], max_tokens=12, ignore_eos=True, timeout=120)
                 code = "OK"
             except grpc.RpcError as e:
                 code = e.code().name
@@ -314,7 +314,7 @@ def test_drain_then_restart_keeps_sessions(tc, tmp_path):
     p1 = prompt(rng)
     t1 = ca.complete(session_id=sid, tokens=p1, max_tokens=MAX_NEW, ignore_eos=True, timeout=60)
     history = p1 + list(t1.token_ids)
-    stream = iter(ca.generate(tokens=[1000, 2000], max_tokens=60, ignore_eos=True, timeout=120))
+    stream = iter(ca.generate(tokens=[1000, 2000], max_tokens=30, ignore_eos=True, timeout=120))
     got = len(next(stream).token_ids)
     a.proc.send_signal(15)
     seen = wait_for(lambda: (h := a.health(timeout=0.5)) != "SERVING" and h, timeout=20, every=0.02)
@@ -323,7 +323,7 @@ def test_drain_then_restart_keeps_sessions(tc, tmp_path):
     for last in stream:
         got += len(last.token_ids)
     from titand_client import pb
-    assert last.finish_reason == pb.FINISH_REASON_MAX_TOKENS and got == 60  # drained, not cut off
+    assert last.finish_reason == pb.FINISH_REASON_MAX_TOKENS and got == 30  # drained, not cut off
     assert a.proc.wait(timeout=120) == 0, a.log_text()
     ca.close()
     a.kill()

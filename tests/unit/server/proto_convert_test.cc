@@ -127,6 +127,8 @@ TEST(ProtoConvert, ChunksAndFinal) {
   f.usage = Usage{12, 5, 40};
   f.timing = Timing{0.25, 0.5, 1.5};
   ToProto(f, "", &out);
+  EXPECT_EQ(out.usage().session_tokens(), 0);  // stateless: nothing kept
+  ToProto(f, "s", &out);
   EXPECT_EQ(out.token_ids_size(), 0);  // Clear() dropped the previous message
   EXPECT_EQ(out.finish_reason(), v1::FINISH_REASON_STOP_SEQUENCE);
   EXPECT_EQ(out.usage().prompt_tokens(), 12);
