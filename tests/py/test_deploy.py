@@ -388,3 +388,15 @@ def test_dockerfile_runtime_is_non_root_with_ports_and_health():
         if i == "COPY" and not a.startswith("--from"):
             assert (REPO / shlex.split(a)[0]).exists(), a
     assert subprocess.run(["sh", "-n", str(REPO / "deploy" / "docker" / "entrypoint.sh")]).returncode == 0
+
+
+def test_docs_ports_are_the_servers_ports():
+    """Every port number the guide gives (`-p A:B`, "port N", "N gRPC") is one of the server's ports."""
+    flags = helpfull_flags()
+    server_ports = {flags["port"], flags["metrics_port"]}
+    text = DOC.read_text()
+    named = set(re.findall(r"-p (\d+):\d+", text)) | set(re.findall(r"-p \d+:(\d+)", text))
+    named |= set(re.findall(r"\bports?:? (\d{4,5})\b", text)) | set(re.findall(r"\b(\d{4,5}) (?:gRPC|Prometheus)\b", text))
+    named |= set(re.findall(r"127\.0\.0\.1:(\d+)", text))
+    assert server_ports <= named, named
+    assert named <= server_ports, named - server_ports
