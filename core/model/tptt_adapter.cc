@@ -263,7 +263,7 @@ absl::StatusOr<TpttAdapter> ReadTpttAdapter(const std::string& dir, const ModelC
       return Bad(pc, "rsLoRA, DoRA and fan_in_fan_out are not supported");
     }
     const int64_t pr = p.value("r", int64_t{0});
-    const double palpha = p.value("lora_alpha", 0.0);
+    const double palpha = p.value("lora_alpha", static_cast<double>(pr));  // PEFT's default: alpha = r
     if (pr < 1) return Bad(pc, "r must be >= 1");
     if (lora.is_object() && (pr != r || palpha != alpha)) return Bad(pc, "r/lora_alpha disagree with tptt_config.json lora");
     r = pr;

@@ -244,3 +244,30 @@ def test_bad_snapshots_fail_clearly(random_adapter, tmp_path):
     msg = run_err([binary("titan-run"), "score", "--model", MODEL, "--text", "x", "--session", sess])
     assert "adapter" in msg
     assert sess.read_bytes() == blob  # failed runs never touch the snapshot
+
+
+def test_peft_lora_folder_equals_own_lora(random_adapter, tmp_path):
+    """The LoRA part given as a plain PEFT folder scores exactly like the same LoRA inside the adapter."""
+    from safetensors.torch import load_file, save_file
+    d, _ = random_adapter
+    cfg = json.loads((d / "tptt_config.json").read_text())
+    tensors = load_file(str(d / "adapter.safetensors"))
+    lora = {k: v for k, v in tensors.items() if ".lora_" in k}
+    assert lora
+    p = tmp_path / "peft"
+    p.mkdir()
+    save_file({k: v for k, v in tensors.items() if k not in lora}, str(p / "adapter.safetensors"))
+    # PEFT naming: base_model.model.model.layers.{i}.self_attn.{proj}.lora_{A,B}.weight
+    save_file({f"base_model.model.model.layers.{k.split('.')[1]}.self_attn.{k.split('.')[2]}.{k.split('.')[3]}.weight": v
+               for k, v in lora.items()}, str(p / "adapter_model.safetensors"))
+    (p / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "r": cfg["lora"]["r"], "lora_alpha": cfg["lora"]["alpha"],
+         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}))
+    (p / "tptt_config.json").write_text(json.dumps({**cfg, "lora": None}))
+    a = score(tmp_path, TEXT_A, ["--tptt", d])
+    b = score(tmp_path, TEXT_A, ["--tptt", p])
+    assert max_diff(a["logprobs"], b["logprobs"]) < 1e-5
+    # and LoRA given both ways is refused
+    shutil.copy(d / "adapter.safetensors", p / "adapter.safetensors")
+    (p / "tptt_config.json").write_text(json.dumps(cfg))
+    assert "twice" in run_err([binary("titan-run"), "info", "--model", MODEL, "--tptt", p])
