@@ -39,10 +39,38 @@ def server(tmp_path_factory):
     s.terminate()
 
 
+class Recorder:
+    """A gRPC server that answers every call UNIMPLEMENTED and records (method, x-titand-session values)."""
+
+    def __init__(self):
+        import grpc
+        from concurrent import futures
+        self.calls = []
+        rec = self
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details):
+                vals = [v for k, v in details.invocation_metadata if k == "x-titand-session"]
+                rec.calls.append((details.method.rsplit("/", 1)[-1], vals))
+                return None
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self.server.add_generic_rpc_handlers((Handler(),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+
 def test_ts_client_e2e_matches_python_client(compiled, server):
-    r = subprocess.run([node_tool("node"), str(compiled), server.address], capture_output=True, text=True,
-                       timeout=600)
+    recorder = Recorder()
+    try:
+        r = subprocess.run([node_tool("node"), str(compiled), server.address, f"127.0.0.1:{recorder.port}"],
+                           capture_output=True, text=True, timeout=600)
+    finally:
+        recorder.server.stop(0)
     assert r.returncode == 0, f"e2e.js failed:\n{r.stderr[-4000:]}\n{server.log_text()}"
+    # The affinity header on the wire: the session id's root, absent for a stateless call.
+    assert recorder.calls == [("CreateSession", ["rootA"]), ("GetSession", ["rootA"]), ("ForkSession", ["rootA"]),
+                              ("Generate", []), ("Generate", ["rootB"])], recorder.calls
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["model"] == {"architecture": "llama", "numLayers": 30, "vocabSize": 49152}
     assert out["cancel"]["abortRpcTokens"] < 2000

@@ -111,6 +111,20 @@ async function main(): Promise<void> {
     .then(() => assert.fail("unknown session accepted"), (e) => expectCode(e, grpc.status.NOT_FOUND, "unknown session"));
 
   c.close();
+
+  // 6. Optional: a recorder server (argv[3]) that answers UNIMPLEMENTED and logs the metadata of every
+  // call, so that the test can see the affinity header on the wire.
+  if (process.argv[3]) {
+    const r = new TitandClient(process.argv[3]);
+    const swallow = (p: Promise<unknown>) => p.then(() => assert.fail("recorder answered"),
+                                                   (e) => expectCode(e, grpc.status.UNIMPLEMENTED, "recorder"));
+    await swallow(r.createSession("rootA"));
+    await swallow(r.getSession("rootA.f1"));
+    await swallow(r.forkSession("rootA.f1", "rootA.f2"));
+    await swallow(r.complete({ tokens: [1], stopping: greedy }));
+    await swallow(r.complete({ sessionId: "rootB.x", tokens: [1], stopping: greedy }));
+    r.close();
+  }
   process.stdout.write(JSON.stringify(out) + "\n");
 }
 
