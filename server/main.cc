@@ -39,6 +39,7 @@ ABSL_FLAG(std::string, host_state_budget, "2GiB", "host session state before evi
 ABSL_FLAG(double, session_ttl, 3600, "seconds an idle session lives");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
 ABSL_FLAG(std::string, dtype, "float32", "compute dtype: float32 | bfloat16");
+ABSL_FLAG(std::string, device, "auto", "auto (CUDA when the LibTorch build has it, else CPU) | cpu | cuda");
 ABSL_FLAG(double, drain_grace, 30, "seconds running calls get to finish on shutdown");
 ABSL_FLAG(int, stream_buffer, 256, "per-stream buffer (chunks); full -> stream cancelled as too slow");
 
@@ -155,6 +156,7 @@ int Run(sigset_t signals) {
   load.model = absl::GetFlag(FLAGS_model);
   load.tptt_dir = absl::GetFlag(FLAGS_tptt);
   load.dtype = absl::GetFlag(FLAGS_dtype);
+  load.device = absl::GetFlag(FLAGS_device);
   load.threads = absl::GetFlag(FLAGS_threads);
   absl::StatusOr<std::unique_ptr<Runtime>> rt = LoadRuntime(load);
   if (!rt.ok()) {

@@ -2,25 +2,9 @@
 
 #include <algorithm>
 
+#include "core/runtime/stop_strings.h"
+
 namespace titand {
-namespace {
-
-// Length of the longest suffix of `text` that is a proper prefix of a stop string (held back).
-size_t PartialStopSuffix(const std::string& text, const std::vector<std::string>& stops) {
-  size_t best = 0;
-  for (const std::string& s : stops) {
-    if (s.empty()) continue;
-    for (size_t n = std::min(s.size() - 1, text.size()); n > best; --n) {
-      if (text.compare(text.size() - n, n, s, 0, n) == 0) {
-        best = n;
-        break;
-      }
-    }
-  }
-  return best;
-}
-
-}  // namespace
 
 TurnDecoder::TurnDecoder(const Tokenizer* tok, const GenerateRequest& req, std::vector<int32_t> history)
     : tok_(tok),
@@ -45,11 +29,7 @@ TokenOutcome TurnDecoder::Next(const float* logits, int64_t vocab) {
     text_ += detok_->Add(o.id);
     if (is_stop) text_ += detok_->Finish();
   }
-  size_t stop_at = std::string::npos;
-  for (const std::string& s : stop_strings_) {
-    size_t p = s.empty() ? std::string::npos : text_.find(s, emitted_ > s.size() ? emitted_ - s.size() : 0);
-    if (p != std::string::npos) stop_at = std::min(stop_at, p);
-  }
+  const size_t stop_at = FindStop(text_, emitted_, stop_strings_);
   if (stop_at != std::string::npos) {
     text_.resize(stop_at);
     o.finish = EngineFinish::kStopSequence;

@@ -48,7 +48,7 @@ at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::T
   bool need_mask = last_k > first_q;
   if (window && (q_pos0 + T - 1) - k_pos0 >= *window) need_mask = true;
   if (need_mask) {
-    auto lopt = at::TensorOptions().dtype(at::kLong);
+    auto lopt = at::TensorOptions().dtype(at::kLong).device(q.device());
     at::Tensor qp = at::arange(q_pos0, q_pos0 + T, lopt).unsqueeze(1);
     at::Tensor kp = at::arange(k_pos0, k_pos0 + L, lopt).unsqueeze(0);
     at::Tensor visible = kp <= qp;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/common/status.h"
+#include "core/runtime/stop_strings.h"
 #include "core/tokenizer/incremental_detokenizer.h"
 
 namespace titand {
@@ -27,20 +28,6 @@ absl::StatusOr<at::Tensor> Feed(CausalLM& model, SequenceState& state, const std
     last = logits[0][logits[0].size(0) - 1];
   }
   return last;
-}
-
-// Length of the longest suffix of `text` that is a proper prefix of some stop string (held back).
-size_t PartialStopSuffix(const std::string& text, const std::vector<std::string>& stops) {
-  size_t best = 0;
-  for (const std::string& s : stops) {
-    for (size_t n = std::min(s.size() - 1, text.size()); n > best; --n) {
-      if (text.compare(text.size() - n, n, s, 0, n) == 0) {
-        best = n;
-        break;
-      }
-    }
-  }
-  return best;
 }
 
 }  // namespace
@@ -118,11 +105,7 @@ absl::StatusOr<GenerateResult> Generate(CausalLM& model, const Tokenizer& tok, S
     const bool is_stop = std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end();
     text += detok.Add(id);
     if (is_stop) text += detok.Finish();
-    size_t stop_at = std::string::npos;
-    for (const std::string& s : opt.stop_strings) {
-      size_t p = s.empty() ? std::string::npos : text.find(s, emitted > s.size() ? emitted - s.size() : 0);
-      if (p != std::string::npos) stop_at = std::min(stop_at, p);
-    }
+    const size_t stop_at = FindStop(text, emitted, opt.stop_strings);
     if (stop_at != std::string::npos) {
       text.resize(stop_at);
       res.finish = FinishReason::kStopSequence;

@@ -85,6 +85,12 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
   } else {
     return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", opt.dtype, "' (float32 | bfloat16)"));
   }
+  if (opt.device == "cuda" || (opt.device == "auto" && at::hasCUDA())) {
+    if (!at::hasCUDA()) return absl::FailedPreconditionError("--device cuda: this LibTorch build has no CUDA");
+    mo.device = at::Device(at::kCUDA, 0);
+  } else if (opt.device != "cpu" && opt.device != "auto") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown device '", opt.device, "' (auto | cpu | cuda)"));
+  }
   const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(std::max(1, threads));
 

@@ -19,6 +19,7 @@ struct LoadOptions {
   std::string model;        // path to .gguf, a Hugging Face folder, or an alias ("smollm2-135m")
   std::string tptt_dir;     // TPTT adapter folder; empty = plain model
   std::string dtype = "float32";  // "float32" | "bfloat16"
+  std::string device = "auto";    // "auto" (CUDA when this LibTorch has it, else CPU) | "cpu" | "cuda"
   int threads = 0;          // intra-op threads; 0 = all cores
   // Adapter override (tests, ablations): every mu forced to this value (0 = softmax branch alone).
   std::optional<double> mu_override;
