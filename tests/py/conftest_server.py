@@ -42,6 +42,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The product is SmolLM2 + its bundled TPTT adapter: live tests run that whenever the adapter is committed.
+ADAPTER = REPO / "adapters" / "smollm2-135m-tptt"
+ADAPTER_ARGS = ["--tptt", str(ADAPTER)] if (ADAPTER / "tptt_config.json").exists() else []
+
+
 class Titand:
     """One titand process. `health_seen` records the health answers observed while starting."""
 
@@ -53,7 +58,7 @@ class Titand:
         self.args = [str(need(BIN / "titand", "build titand first (target titand)")),
                      "--model", "smollm2-135m", "--host", "127.0.0.1", "--port", str(self.port),
                      "--metrics-port", str(self.metrics_port), "--session-dir", str(self.session_dir),
-                     "--threads", "2", *extra]
+                     "--threads", "2", *ADAPTER_ARGS, *extra]
         need(MODEL, "run scripts/setup.sh (bundled model)")
         env = dict(os.environ, TITAND_MODELS_DIR=str(REPO / "models"))
         self.log = open(self.log_path, "w")
