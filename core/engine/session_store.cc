@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<SessionStore>> SessionStore::Open(SessionStoreOpt
   std::error_code ec;
   std::filesystem::create_directories(s->opt_.dir, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("session dir ", s->opt_.dir, ": ", ec.message()));
-  absl::MutexLock lock(&s->mu_);
+  std::lock_guard<std::mutex> lock(s->mu_);
   for (const auto& de : std::filesystem::directory_iterator(s->opt_.dir, ec)) {
     const std::string name = de.path().filename().string();
     const size_t n = sizeof(kSuffix) - 1;
@@ -122,7 +122,7 @@ absl::StatusOr<std::string> SessionStore::NewId(const std::string& requested) {
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Create(const std::string& requested_id) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(std::string id, NewId(requested_id));
   Entry e;
   e.cursor = std::make_unique<SessionCursor>(opt_.fresh());
@@ -137,7 +137,7 @@ absl::StatusOr<SessionInfo> SessionStore::Create(const std::string& requested_id
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& id) const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
   if (!it->second.error.ok()) return it->second.error;
@@ -145,7 +145,7 @@ absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& id) const {
 }
 
 std::vector<SessionInfo> SessionStore::List() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<SessionInfo> out;
   for (const auto& [id, e] : entries_) out.push_back(InfoOf(id, e));
   return out;
@@ -160,7 +160,7 @@ void SessionStore::Erase(std::map<std::string, Entry>::iterator it) {
 }
 
 absl::Status SessionStore::Delete(const std::string& id) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
   if (it->second.pinned) return absl::FailedPreconditionError(absl::StrCat("session ", id, " has a turn running"));
@@ -169,7 +169,7 @@ absl::Status SessionStore::Delete(const std::string& id) {
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id, const std::string& new_id) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
   const Entry& src = it->second;
@@ -204,7 +204,7 @@ absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id, const std:
 }
 
 absl::Status SessionStore::Pin(const std::string& id) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
   if (!it->second.error.ok()) return it->second.error;
@@ -258,7 +258,7 @@ absl::Status SessionStore::ToDevice(const std::string& id, Entry& e) {
 }
 
 absl::StatusOr<SessionCursor*> SessionStore::Materialize(const std::string& id) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
   if (!it->second.pinned) return absl::FailedPreconditionError(absl::StrCat("session ", id, " is not pinned"));
@@ -267,7 +267,7 @@ absl::StatusOr<SessionCursor*> SessionStore::Materialize(const std::string& id) 
 }
 
 void SessionStore::Unpin(const std::string& id, bool drop) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   Entry& e = it->second;
@@ -308,7 +308,7 @@ void SessionStore::EnforceBudgets() {
 }
 
 int64_t SessionStore::SweepExpired() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   const SteadyTime now = Now();
   int64_t n = 0;
   for (auto it = entries_.begin(); it != entries_.end();) {
@@ -324,7 +324,7 @@ int64_t SessionStore::SweepExpired() {
 }
 
 absl::Status SessionStore::SaveAll() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (opt_.dir.empty()) return absl::FailedPreconditionError("no session dir configured");
   absl::Status first;
   for (auto& [id, e] : entries_) {
@@ -336,7 +336,7 @@ absl::Status SessionStore::SaveAll() {
 }
 
 SessionStoreStats SessionStore::Stats() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   SessionStoreStats s;
   for (const auto& [id, e] : entries_) {
     s.device += e.tier == SessionTier::kDevice;

@@ -7,25 +7,25 @@
 // transparently to the device by Materialize (its snapshot file is then removed: memory is the truth).
 // A pinned session (a turn is running) is never evicted, forked or deleted.
 //
-// Thread-safety: every public method takes the store's own absl::Mutex, so session RPCs may call it
+// Thread-safety: every public method takes the store's own std::mutex, so session RPCs may call it
 // from any thread while the engine thread runs turns. The engine thread is the only one that touches a
 // pinned cursor's tensors (through the pointer Materialize returns, valid until Unpin); the store itself
 // serialises/forks only unpinned cursors. Serialisation and file I/O happen under the mutex (simple,
-// and bounded by one session's size).
+// and bounded by one session's size). The mutex is a std::mutex (not absl::Mutex) so ThreadSanitizer,
+// which intercepts pthread mutexes but cannot see inside Debian's uninstrumented abseil, checks it.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "core/engine/engine_types.h"
 #include "core/model/sequence_state.h"
 
@@ -99,19 +99,22 @@ class SessionStore {
   explicit SessionStore(SessionStoreOptions o) : opt_(std::move(o)) {}
   SteadyTime Now() const;
   std::string PathOf(const std::string& id) const;
-  SessionInfo InfoOf(const std::string& id, const Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::string> NewId(const std::string& requested) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status ToHost(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status ToDisk(const std::string& id, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status ToDevice(const std::string& id, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EnforceBudgets() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Erase(std::map<std::string, Entry>::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // InfoOf .. Erase: the caller holds mu_.
+  SessionInfo InfoOf(const std::string& id, const Entry& e) const;
+  absl::StatusOr<std::string> NewId(const std::string& requested);
+  absl::Status ToHost(Entry& e);
+  absl::Status ToDisk(const std::string& id, Entry& e);
+  absl::Status ToDevice(const std::string& id, Entry& e);
+  void EnforceBudgets();
+  void Erase(std::map<std::string, Entry>::iterator it);
 
   const SessionStoreOptions opt_;
-  mutable absl::Mutex mu_;
-  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
-  int64_t device_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t host_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::mutex mu_;
+  // Guarded by mu_: the session table, every Entry in it (tier, bytes, pinned, last_used, ...) and the
+  // two tier byte counters below.
+  std::map<std::string, Entry> entries_;
+  int64_t device_bytes_ = 0;  // sum of state_bytes over device-tier entries
+  int64_t host_bytes_ = 0;    // sum of state_bytes over host-tier entries
 };
 
 }  // namespace titand
