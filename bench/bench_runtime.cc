@@ -50,7 +50,10 @@ double DecodeSeconds(CausalLM& m, SequenceState& s, int steps) {
   std::vector<ForwardInput> in(1);
   in[0].state = &s;
   in[0].tokens = {42};
-  (void)m.Forward(in);  // warm
+  if (auto r = m.Forward(in); !r.ok()) {  // warm
+    std::cerr << "bench_runtime: decode failed: " << r.status().message() << "\n";
+    std::exit(1);
+  }
   const auto t0 = Clock::now();
   for (int i = 0; i < steps; ++i) {
     in[0].tokens = {static_cast<int32_t>(100 + i)};
@@ -96,7 +99,11 @@ int main(int argc, char** argv) {
     in[0].tokens = toks;
     in[0].state = &s;
     const auto t0 = Clock::now();
-    (void)m.Forward(in);
+    auto r = m.Forward(in);
+    if (!r.ok()) {
+      std::cerr << "bench_runtime: prefill failed: " << r.status().message() << "\n";
+      return 1;
+    }
     const double sec = Seconds(t0, Clock::now());
     if (rep == 1) {
       out["prefill_tokens"] = prefill;

@@ -138,7 +138,7 @@ at::Tensor RecurrentFlat(LinearOperator op, const Flat& f, at::Tensor& s) {
 
 // Pads dim 1 of x ([N, T, ...]) with `pad` trailing entries of `value`.
 at::Tensor PadTime(const at::Tensor& x, int64_t pad, double value) {
-  if (pad == 0) return x;
+  if (pad == 0) return x.contiguous();  // callers view() the result: inputs may be transposed views
   std::vector<int64_t> p(2 * (x.dim() - 1), 0);
   p.back() = pad;  // constant_pad_nd lists pads from the last dim backwards
   return at::constant_pad_nd(x, p, value);

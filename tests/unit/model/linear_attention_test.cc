@@ -271,3 +271,27 @@ TEST(FeatureMapTest, MatchesFormulas) {
 
 }  // namespace
 }  // namespace titand
+
+namespace titand {
+namespace {
+
+// The model hands the operator transposed views ([T, H, d] -> [H, T, d]); a length that is an exact
+// multiple of the chunk size needs no padding, so the operator must not assume contiguous inputs.
+TEST(LinearAttentionTest, ChunkedAcceptsNonContiguousInputsAtChunkMultiples) {
+  for (int64_t t : {64, 128}) {
+    Inputs in = MakeInputs(3, t, 16, 16, at::kFloat, 77 + t);
+    auto tview = [](const at::Tensor& x) { return x.transpose(0, 1).contiguous().transpose(0, 1); };
+    ASSERT_FALSE(tview(in.q).is_contiguous());
+    for (LinearOperator op : kAllOps) {
+      at::Tensor s_ref = at::zeros({3, 16, 16}), s = at::zeros({3, 16, 16});
+      at::Tensor ref = LinearAttentionChunked(op, in.q, in.k, in.v, in.beta, in.alpha, s_ref, 64);
+      at::Tensor got = LinearAttentionChunked(op, tview(in.q), tview(in.k), tview(in.v), tview(in.beta),
+                                              tview(in.alpha), s, 64);
+      EXPECT_LT((got - ref).abs().max().item<float>(), 1e-6) << ToString(op) << " T=" << t;
+      EXPECT_LT((s - s_ref).abs().max().item<float>(), 1e-6);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace titand
