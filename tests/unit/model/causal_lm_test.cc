@@ -6,46 +6,15 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "tests/unit/testing/tiny_model.h"
 
 namespace titand {
 namespace {
 
-ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.arch = "llama";
-  c.name = "tiny";
-  c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
-  c.rope_theta = 10000.0;
-  c.rms_eps = 1e-5;
-  return c;
-}
+ModelConfig TinyConfig() { return testing::TinyLlamaConfig(/*vocab_size=*/97, /*num_layers=*/2); }
 
 std::map<std::string, at::Tensor> RandomWeights(const ModelConfig& c) {
-  at::manual_seed(7);
-  std::map<std::string, at::Tensor> w;
-  auto r = [](std::vector<int64_t> s) { return at::randn(s) * 0.3; };
-  w["model.embed_tokens.weight"] = r({c.vocab_size, c.hidden_size});
-  w["model.norm.weight"] = 1 + r({c.hidden_size});
-  w["lm_head.weight"] = r({c.vocab_size, c.hidden_size});
-  for (int i = 0; i < c.num_layers; ++i) {
-    auto p = absl::StrCat("model.layers.", i, ".");
-    w[p + "input_layernorm.weight"] = 1 + r({c.hidden_size});
-    w[p + "post_attention_layernorm.weight"] = 1 + r({c.hidden_size});
-    w[p + "self_attn.q_proj.weight"] = r({c.q_dim(), c.hidden_size});
-    w[p + "self_attn.k_proj.weight"] = r({c.kv_dim(), c.hidden_size});
-    w[p + "self_attn.v_proj.weight"] = r({c.kv_dim(), c.hidden_size});
-    w[p + "self_attn.o_proj.weight"] = r({c.hidden_size, c.q_dim()});
-    w[p + "mlp.gate_proj.weight"] = r({c.intermediate_size, c.hidden_size});
-    w[p + "mlp.up_proj.weight"] = r({c.intermediate_size, c.hidden_size});
-    w[p + "mlp.down_proj.weight"] = r({c.hidden_size, c.intermediate_size});
-  }
-  return w;
+  return testing::RandomLlamaWeights(c, /*seed=*/7, /*scale=*/0.3);
 }
 
 std::unique_ptr<CausalLM> Make(const ModelConfig& c) {
