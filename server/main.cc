@@ -13,6 +13,7 @@
 
 #include <prometheus/registry.h>
 
+#include "core/common/flag_names.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -71,19 +72,6 @@ bool ParseBytes(const std::string& text, int64_t* out) {
   return true;
 }
 
-// absl flag names are identifiers: accept --max-queue as --max_queue.
-std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
-  std::vector<std::string> args(argv, argv + argc);
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string& a = args[i];
-    if (a == "--") break;
-    if (a.size() < 3 || a[0] != '-' || a[1] != '-') continue;
-    size_t end = a.find('=');
-    if (end == std::string::npos) end = a.size();
-    for (size_t j = 2; j < end; ++j) if (a[j] == '-') a[j] = '_';
-  }
-  return args;
-}
 
 absl::StatusOr<EngineConfig> EngineConfigFromFlags() {
   EngineConfig c;

@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
+#include "core/common/flag_names.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -224,18 +225,6 @@ int Bench() {
   return 0;
 }
 
-// absl flag names are identifiers: accept --max-tokens as --max_tokens.
-std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
-  std::vector<std::string> args(argv, argv + argc);
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string& a = args[i];
-    if (a == "--") break;
-    if (a.size() < 3 || a[0] != '-' || a[1] != '-') continue;
-    size_t end = std::min(a.find('='), a.size());
-    for (size_t j = 2; j < end; ++j) if (a[j] == '-') a[j] = '_';
-  }
-  return args;
-}
 
 }  // namespace
 }  // namespace titand
