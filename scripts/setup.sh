@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-APT_PKGS="build-essential cmake ninja-build pkg-config libtorch-dev libgrpc++-dev protobuf-compiler-grpc
+APT_PKGS="build-essential cmake ninja-build pkg-config libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libicu-dev libopenblas0-pthread prometheus unzip"
+  nlohmann-json3-dev libicu-dev ccache prometheus unzip"
 
 need_apt=0
 for p in $APT_PKGS; do

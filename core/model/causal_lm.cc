@@ -1,5 +1,7 @@
 #include "core/model/causal_lm.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
