@@ -177,6 +177,7 @@ void GenerateReactor::Advance(const std::shared_ptr<Shared>& shared, bool may_ca
   if (action == Action::kWrite) {
     ToProto(chunk, shared->session_id, &reactor->out_);
     bool own = false;
+    reactor->out_bytes_.Clear();  // the previous write is done (one in flight); the writer needs it empty
     grpc::SerializationTraits<v1::GenerateResponse>::Serialize(reactor->out_, &reactor->out_bytes_, &own);
     reactor->StartWrite(&reactor->out_bytes_);
   } else if (action == Action::kFinish) {

@@ -74,15 +74,8 @@ def check_conversations(tmp_path, model, hf, n, seed):
 
 
 @pytest.fixture(scope="module")
-def hf_smollm_tok():
-    """The HF tokenizer of the bundled GGUF with SmolLM2's published pre-tokenizer (as test_tokenizer)."""
-    from tokenizers import pre_tokenizers
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(GGUF.parent), gguf_file=GGUF.name)
-    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    return tok
+def hf_smollm_tok(hf_smollm_chat):
+    return hf_smollm_chat
 
 
 def test_chatml_history_equals_template(tmp_path, hf_smollm_tok):
