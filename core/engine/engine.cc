@@ -26,7 +26,7 @@ EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<Runtime> rt)
       rt_(std::move(rt)),
       scheduler_(SchedulerConfig{config.max_running, config.max_step_tokens, config.prefill_chunk}) {}
 
-EngineImpl::~EngineImpl() { Shutdown(/*drain=*/false); }
+EngineImpl::~EngineImpl() { (void)Shutdown(/*drain=*/false); }
 
 absl::Status EngineImpl::Start() {
   const CausalLM& m = *rt_->model;
@@ -43,6 +43,7 @@ absl::Status EngineImpl::Start() {
   so.host_budget = config_.host_state_budget;
   so.ttl_seconds = config_.session_ttl_seconds;
   so.max_sessions = config_.max_sessions;
+  so.write_through = config_.session_write_through;
   so.codec = MakeSnapshotCodec(b, m.options().device);
   so.fresh = [&m] { return SessionCursor{m.NewState(), {}}; };
   ASSIGN_OR_RETURN(store_, SessionStore::Open(std::move(so)));
@@ -155,10 +156,10 @@ absl::Status EngineImpl::WarmUp() {
   return *result;
 }
 
-void EngineImpl::Shutdown(bool drain) {
+absl::Status EngineImpl::Shutdown(bool drain) {
   if (shut_down_.exchange(true)) {
     if (thread_.joinable()) thread_.join();
-    return;
+    return absl::OkStatus();
   }
   {
     absl::MutexLock lock(&mu_);
@@ -166,10 +167,12 @@ void EngineImpl::Shutdown(bool drain) {
     draining_ = drain;
   }
   if (thread_.joinable()) thread_.join();
-  if (drain && store_ && !config_.session_dir.empty()) {
-    absl::Status st = store_->SaveAll();
-    if (!st.ok()) std::cerr << "engine: drain could not save every session: " << st << "\n";
-  }
+  if (!drain || !store_ || config_.session_dir.empty()) return absl::OkStatus();
+  const DrainResult r = store_->SaveAll();
+  const std::string summary = absl::StrCat(r.written, " sessions written, ", r.current, " already on disk, ",
+                                           r.skipped, " skipped (busy or unreadable), ", r.failed, " NOT saved");
+  if (r.failed == 0) return absl::OkStatus();
+  return absl::Status(r.first_error.code(), absl::StrCat("drain: ", summary, "; first error: ", r.first_error.message()));
 }
 
 EngineStats EngineImpl::Stats() const {
@@ -189,6 +192,10 @@ EngineStats EngineImpl::Stats() const {
     s.sessions_disk = ss.disk;
     s.resident_state_bytes = ss.device_bytes;
     s.host_state_bytes = ss.host_bytes;
+    s.disk_writes = ss.disk_writes;
+    s.disk_write_errors = ss.disk_write_errors;
+    s.disk_read_errors = ss.disk_read_errors;
+    s.disk_remove_errors = ss.disk_remove_errors;
   }
   return s;
 }

@@ -61,7 +61,7 @@ class EngineImpl final : public Engine {
   absl::Status DeleteSession(const std::string& id) override;
   absl::StatusOr<SessionInfo> ForkSession(const std::string& id, const std::string& new_id) override;
   absl::Status WarmUp() override;
-  void Shutdown(bool drain) override;
+  absl::Status Shutdown(bool drain) override;
   EngineStats Stats() const override;
   const Runtime& runtime() const override { return *rt_; }
 

@@ -90,6 +90,8 @@ struct EngineStats {
   int64_t host_state_bytes = 0;
   int64_t steps = 0;
   bool draining = false;
+  // Session snapshot files written, and failed writes / reads / removes (cumulative).
+  int64_t disk_writes = 0, disk_write_errors = 0, disk_read_errors = 0, disk_remove_errors = 0;
 };
 
 }  // namespace titand

@@ -363,7 +363,7 @@ TEST_F(EngineTest, DeadlineQueueFullBusyAndUnknownSession) {
   EXPECT_TRUE(q1.final.error.ok());
   EXPECT_EQ(longrun.final.usage.committed_tokens, 0);  // all-or-nothing: the deadline rolled the turn back
   EXPECT_EQ(e->GetSession("busy")->history_tokens, 0);
-  e->Shutdown(false);
+  EXPECT_TRUE(e->Shutdown(false).ok());
   EXPECT_EQ(e->Enqueue(other, [](StreamChunk) {}).status().code(), absl::StatusCode::kUnavailable);
 }
 
@@ -386,7 +386,7 @@ TEST_F(EngineTest, DrainWritesSnapshotsAndANewEngineContinues) {
       ref.push_back(SessionCursor{ref_->model->NewState(), {}});
       EXPECT_EQ(st.tokens, RefTurn(ref.back(), ref_->tokenizer->Encode(*req.text), 5).tokens);
     }
-    e->Shutdown(/*drain=*/true);
+    EXPECT_TRUE(e->Shutdown(/*drain=*/true).ok());
     EXPECT_EQ(e->Stats().sessions_disk, 2);
   }
   EXPECT_TRUE(std::filesystem::exists(dir_ / "d0.tsession"));
