@@ -1,6 +1,8 @@
 #include "cli/commands.h"
 
 #include <chrono>
+#include <cmath>
+#include <fstream>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -141,8 +143,68 @@ absl::Status RunChat(const Args& a) {
   return absl::OkStatus();
 }
 
+namespace {
+
+absl::StatusOr<std::vector<int32_t>> IdList(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_array()) return absl::InvalidArgumentError(absl::StrCat(where, ": expected a list of token ids"));
+  std::vector<int32_t> ids;
+  for (const auto& v : j) {
+    if (!v.is_number_integer()) return absl::InvalidArgumentError(absl::StrCat(where, ": token ids must be integers"));
+    ids.push_back(v.get<int32_t>());
+  }
+  return ids;
+}
+
+// score --batch FILE: one JSON document per line, answered by one line on stdout, each with a fresh state:
+//   [ids...]                                   -> {"logprobs": [...]}  (like score --ids)
+//   {"prefix": [ids], "continuations": [[ids], ...]}
+//                                              -> {"continuations": [[logprobs of each continuation token]]}
+// The prefix is scored once; each continuation continues a fork of it (zero-shot multiple-choice scoring).
+absl::Status RunScoreBatch(Runtime& rt, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open --batch file ", path));
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    const std::string where = absl::StrCat(path, ":", n);
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(where, ": not JSON"));
+    auto lps = [](const ScoreResult& r) {
+      nlohmann::json out = nlohmann::json::array();
+      for (double v : r.logprobs) out.push_back(std::isnan(v) ? nlohmann::json() : nlohmann::json(v));
+      return out;
+    };
+    SessionCursor cur;
+    cur.state = rt.model->NewState();
+    nlohmann::json result;
+    if (j.is_array()) {
+      ASSIGN_OR_RETURN(auto ids, IdList(j, where));
+      ASSIGN_OR_RETURN(ScoreResult r, Score(*rt.model, cur, ids));
+      result["logprobs"] = lps(r);
+    } else if (j.is_object() && j.contains("prefix") && j.contains("continuations") && j["continuations"].is_array()) {
+      ASSIGN_OR_RETURN(auto prefix, IdList(j["prefix"], where));
+      if (prefix.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": empty prefix"));
+      RETURN_IF_ERROR(Score(*rt.model, cur, prefix).status());
+      result["continuations"] = nlohmann::json::array();
+      for (const auto& c : j["continuations"]) {
+        ASSIGN_OR_RETURN(auto ids, IdList(c, where));
+        SessionCursor fork = cur.Fork();
+        ASSIGN_OR_RETURN(ScoreResult r, Score(*rt.model, fork, ids));
+        result["continuations"].push_back(lps(r));
+      }
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": expected [ids] or {prefix, continuations}"));
+    }
+    std::cout << result.dump() << "\n" << std::flush;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status RunScore(const Args& a) {
   ASSIGN_OR_RETURN(auto rt, LoadFromArgs(a));
+  if (a.Has("batch")) return RunScoreBatch(*rt, a.Get("batch"));
   std::vector<int32_t> ids;
   if (a.Has("ids")) {
     ASSIGN_OR_RETURN(ids, ParseIds(a.Get("ids")));
