@@ -49,7 +49,8 @@ grpc::Status FinalStatus(const StreamChunk& c) {
 }  // namespace
 
 GenerateReactor::GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t buffer_chunks,
-                                 grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request)
+                                 grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request,
+                                 const absl::StatusOr<std::string>& tenant, const RequestLimits& limits)
     : engine_(engine), metrics_(metrics), shared_(std::make_shared<Shared>()) {
   shared_->capacity = buffer_chunks;
   shared_->session_id = request->session_id();
@@ -65,8 +66,11 @@ GenerateReactor::GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t 
     return;
   }
   GenerateRequest req;
-  absl::Status st = FromProto(*request, &req);
+  absl::Status st = tenant.status();
+  if (st.ok()) st = FromProto(*request, &req);
+  if (st.ok()) st = CheckGenerateLimits(req, limits);
   if (st.ok()) {
+    req.tenant = *tenant;
     req.deadline = SteadyDeadline(ctx->deadline(), std::chrono::system_clock::now(),
                                   std::chrono::steady_clock::now());
     std::shared_ptr<Shared> shared = shared_;

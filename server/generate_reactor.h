@@ -24,16 +24,20 @@
 
 #include "core/engine/engine.h"
 #include "server/metrics.h"
+#include "server/request_limits.h"
 #include "titand/v1/inference.grpc.pb.h"
 
 namespace titand {
 
 class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
-  // Starts the call: converts and enqueues the request (or finishes at once with the error). `engine`
-  // null = not ready (UNAVAILABLE). The reactor deletes itself in OnDone.
+  // Starts the call: converts the request, checks it against `limits`, and enqueues it in `tenant`
+  // (or finishes at once with the error). `engine` null = not ready (UNAVAILABLE); a tenant error (the
+  // caller is not authenticated) ends the call with it. The reactor deletes itself in OnDone.
   GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t buffer_chunks,
-                  grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request);
+                  grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request,
+                  const absl::StatusOr<std::string>& tenant = std::string(),
+                  const RequestLimits& limits = RequestLimits());
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;

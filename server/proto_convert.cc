@@ -55,7 +55,7 @@ absl::Status ConvertInput(const v1::GenerateRequest& in, GenerateRequest* out) {
       for (const v1::ChatMessage& m : in.chat().messages()) {
         if (m.role() != "system" && m.role() != "user" && m.role() != "assistant") {
           return absl::InvalidArgumentError(
-              absl::StrCat("input.chat: role must be system, user or assistant, got '", m.role(), "'"));
+              "input.chat: role must be system, user or assistant");  // the role itself is not echoed
         }
         out->messages.push_back(ChatTurnMessage{m.role(), m.content()});
       }

@@ -8,8 +8,8 @@ SessionCodec MakeSnapshotCodec(const SnapshotBinding& binding, at::Device device
   SessionCodec c;
   c.serialize = [binding](const SessionCursor& cur) { return SerializeCursor(cur, binding); };
   c.deserialize = [binding, device](std::string_view bytes) { return DeserializeCursor(bytes, binding, device); };
-  c.peek_history = [](const std::string& path) -> absl::StatusOr<int64_t> {
-    auto h = ReadSnapshotHeaderFile(path);
+  c.peek_history = [key = binding.hmac_key](const std::string& path) -> absl::StatusOr<int64_t> {
+    auto h = ReadSnapshotHeaderFile(path, key);
     if (!h.ok()) return h.status();
     return h->history_tokens();
   };

@@ -7,6 +7,9 @@
 // transparently to the device by Materialize (its snapshot file is then removed: memory is the truth).
 // A pinned session (a turn is running) is never evicted, forked or deleted.
 //
+// Tenants: a store key is "<id>" (no tenant) or "<tenant>~<id>" (SessionKey); the snapshot file of a
+// key is <dir>/<key>.tsession. Per-tenant quotas count the sessions and state bytes of each tenant.
+//
 // Thread-safety: every public method takes the store's own std::mutex, so session RPCs may call it
 // from any thread while the engine thread runs turns. The engine thread is the only one that touches a
 // pinned cursor's tensors (through the pointer Materialize returns, valid until Unpin); the store itself
@@ -45,6 +48,8 @@ struct SessionStoreOptions {
   int64_t host_budget = 2048ll << 20;
   double ttl_seconds = 3600;              // idle longer than this -> deleted by SweepExpired
   int64_t max_sessions = 100000;
+  int64_t max_tenant_sessions = 0;        // per tenant (key prefix); 0 = no quota
+  int64_t max_tenant_state_bytes = 0;     // per tenant, every tier; 0 = no quota
   SessionCodec codec;
   std::function<SessionCursor()> fresh;   // an empty cursor for the model (required)
   std::function<SteadyTime()> clock;      // null = steady_clock::now (tests inject one)
@@ -57,6 +62,12 @@ struct SessionStoreStats {
 
 // [A-Za-z0-9._-]{1,128}
 bool IsValidSessionId(const std::string& id);
+// Tenant names: [A-Za-z0-9._-]{1,64}.
+bool IsValidTenant(const std::string& tenant);
+// The store key of a tenant's session: id when tenant is "", else tenant + "~" + id.
+std::string SessionKey(const std::string& tenant, const std::string& id);
+// A valid id, or "<valid tenant>~<valid id>".
+bool IsValidSessionKey(const std::string& key);
 // 128 random bits from std::random_device, 32 lowercase hex digits.
 std::string RandomSessionId();
 
@@ -65,7 +76,8 @@ class SessionStore {
   // Creates `dir` if needed and lists the snapshots found there (restored lazily).
   static absl::StatusOr<std::unique_ptr<SessionStore>> Open(SessionStoreOptions options);
 
-  // requested_id empty = server-chosen id. INVALID_ARGUMENT / ALREADY_EXISTS / RESOURCE_EXHAUSTED.
+  // requested_id: a key (see SessionKey); empty = server-chosen id (no tenant).
+  // INVALID_ARGUMENT / ALREADY_EXISTS / RESOURCE_EXHAUSTED (server limit or the tenant's quota).
   absl::StatusOr<SessionInfo> Create(const std::string& requested_id);
   absl::StatusOr<SessionInfo> Get(const std::string& id) const;
   std::vector<SessionInfo> List() const;
@@ -73,7 +85,8 @@ class SessionStore {
   // Deep copy from any tier (the copy lands in the source's tier); new_id empty = server-chosen.
   absl::StatusOr<SessionInfo> Fork(const std::string& id, const std::string& new_id);
 
-  // A turn: Pin (NOT_FOUND, busy -> FAILED_PRECONDITION, broken snapshot -> its error), then on the
+  // A turn: Pin (NOT_FOUND, busy -> FAILED_PRECONDITION, broken snapshot -> its error, tenant's state
+  // quota used up -> RESOURCE_EXHAUSTED), then on the
   // engine thread Materialize (restores to the device), then Unpin (drop = the state is unusable:
   // delete the session). Budgets are enforced at Unpin.
   absl::Status Pin(const std::string& id);
@@ -102,6 +115,7 @@ class SessionStore {
   // InfoOf .. Erase: the caller holds mu_.
   SessionInfo InfoOf(const std::string& id, const Entry& e) const;
   absl::StatusOr<std::string> NewId(const std::string& requested);
+  absl::Status CheckTenantQuota(const std::string& key, bool new_session) const;
   absl::Status ToHost(Entry& e);
   absl::Status ToDisk(const std::string& id, Entry& e);
   absl::Status ToDevice(const std::string& id, Entry& e);
