@@ -92,6 +92,12 @@ def test_unauthenticated_calls_are_refused(tc, secure_server, clients):
     assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
     info = clients["alice"].model_info()
     assert info.model_path and "/" not in info.model_path  # base name only: no server path
+    # titanctl: --token is sent as the bearer token; without it the server refuses.
+    ctl = [str(need(BIN / "titanctl", "build titanctl")), f"--addr={secure_server.address}", "--timeout=30"]
+    r = subprocess.run([*ctl, f"--token={TOKENS['alice']}", "info"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "llama" in r.stdout, (r.stdout, r.stderr)
+    r = subprocess.run([*ctl, "info"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "16" in r.stderr, r.stderr  # gRPC code 16 = UNAUTHENTICATED
 
 
 def test_tenants_cannot_see_each_other(clients):
@@ -315,6 +321,13 @@ def test_mutual_tls(tc, pki, tmp_path):
             code, details = code_of(good.complete, session_id="q1", tokens=[1000], max_tokens=1, timeout=60)
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "quota" in details, details
             assert code_of(good.create_session, "q2")[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # titanctl over mutual TLS.
+        ctl = [str(need(BIN / "titanctl", "build titanctl")), f"--addr={s.address}", "--timeout=30",
+               f"--tls-ca={pki / 'server-ca.pem'}", "info"]
+        r = subprocess.run(ctl + [f"--tls-cert={pki / 'client.pem'}", f"--tls-key={pki / 'client.key'}"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "llama" in r.stdout, (r.stdout, r.stderr)
+        assert subprocess.run(ctl, capture_output=True, text=True, timeout=60).returncode != 0
         # The plaintext health port serves health only.
         with tc.Client(s.health_address) as h:
             assert h.health() == "SERVING"
