@@ -50,7 +50,8 @@ grpc::Status FinalStatus(const StreamChunk& c) {
 
 GenerateReactor::GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t buffer_chunks,
                                  grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request,
-                                 absl::Status parsed)
+                                 absl::Status parsed, const absl::StatusOr<std::string>& tenant,
+                                 const RequestLimits& limits)
     : engine_(engine), metrics_(metrics), shared_(std::make_shared<Shared>()) {
   shared_->capacity = buffer_chunks;
   shared_->session_id = request->session_id();
@@ -66,8 +67,11 @@ GenerateReactor::GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t 
     return;
   }
   GenerateRequest req;
-  absl::Status st = parsed.ok() ? FromProto(*request, &req) : parsed;
+  absl::Status st = tenant.status();
+  if (st.ok()) st = parsed.ok() ? FromProto(*request, &req) : parsed;
+  if (st.ok()) st = CheckGenerateLimits(req, limits);
   if (st.ok()) {
+    req.tenant = *tenant;
     req.deadline = SteadyDeadline(ctx->deadline(), std::chrono::system_clock::now(),
                                   std::chrono::steady_clock::now());
     std::shared_ptr<Shared> shared = shared_;

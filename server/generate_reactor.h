@@ -24,6 +24,7 @@
 
 #include "core/engine/engine.h"
 #include "server/metrics.h"
+#include "server/request_limits.h"
 #include "titand/v1/inference.grpc.pb.h"
 
 namespace titand {
@@ -31,12 +32,15 @@ namespace titand {
 // Writes serialized v1::GenerateResponse messages (the method is registered raw: inference_service.h).
 class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  // Starts the call: converts and enqueues the request (or finishes at once with the error). `engine`
-  // null = not ready (UNAVAILABLE). The reactor deletes itself in OnDone.
-  // `parsed` is the outcome of parsing the request's bytes (not OK: the call ends with it).
+  // Starts the call: converts the request, checks it against `limits`, and enqueues it in `tenant`
+  // (or finishes at once with the error). `engine` null = not ready (UNAVAILABLE); a tenant error (the
+  // caller is not authenticated) ends the call with it. `parsed` is the outcome of parsing the request's
+  // bytes (not OK: the call ends with it). The reactor deletes itself in OnDone.
   GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t buffer_chunks,
                   grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request,
-                  absl::Status parsed = absl::OkStatus());
+                  absl::Status parsed = absl::OkStatus(),
+                  const absl::StatusOr<std::string>& tenant = std::string(),
+                  const RequestLimits& limits = RequestLimits());
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;

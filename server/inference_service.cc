@@ -1,6 +1,10 @@
 #include "server/request_parse.h"
 #include "server/inference_service.h"
 
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "server/generate_reactor.h"
 #include "server/proto_convert.h"
 #include "server/status_map.h"
@@ -10,15 +14,18 @@ namespace {
 
 const grpc::Status kNotReady(grpc::StatusCode::UNAVAILABLE, "server is starting: model not loaded yet");
 
-absl::Status RequireId(const std::string& id, const char* field) {
-  if (id.empty()) return absl::InvalidArgumentError(std::string(field) + ": required");
-  return absl::OkStatus();
-}
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
 
 }  // namespace
 
-InferenceService::InferenceService(ServerMetrics* metrics, size_t stream_buffer_chunks, int call_threads)
-    : metrics_(metrics), stream_buffer_chunks_(stream_buffer_chunks), pool_(call_threads) {}
+InferenceService::InferenceService(ServerMetrics* metrics, size_t stream_buffer_chunks, int call_threads,
+                                   const TokenTable* tokens, const RequestLimits& limits)
+    : metrics_(metrics),
+      stream_buffer_chunks_(stream_buffer_chunks),
+      tokens_(tokens),
+      limits_(limits),
+      pool_(call_threads) {}
 
 void InferenceService::SetEngine(Engine* engine, const ModelSummary& summary) {
   {
@@ -26,6 +33,20 @@ void InferenceService::SetEngine(Engine* engine, const ModelSummary& summary) {
     summary_ = summary;
   }
   engine_.store(engine);
+}
+
+absl::StatusOr<std::string> InferenceService::TenantOf(const grpc::CallbackServerContext* ctx) const {
+  if (tokens_ == nullptr) return std::string();
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end())
+    return absl::UnauthenticatedError("missing bearer token (metadata 'authorization: Bearer <token>')");
+  absl::string_view value(it->second.data(), it->second.size());
+  if (!absl::ConsumePrefix(&value, "Bearer ") && !absl::ConsumePrefix(&value, "bearer "))
+    return absl::UnauthenticatedError("authorization metadata must be 'Bearer <token>'");
+  std::optional<std::string> tenant = tokens_->TenantOf(std::string(value));
+  if (!tenant) return absl::UnauthenticatedError("invalid bearer token");
+  return *tenant;
 }
 
 template <typename Fn>
@@ -36,8 +57,13 @@ grpc::ServerUnaryReactor* InferenceService::RunOnPool(grpc::CallbackServerContex
     reactor->Finish(kNotReady);
     return reactor;
   }
-  pool_.Post([reactor, engine, fn = std::move(fn)]() mutable {
-    reactor->Finish(ToGrpcStatus(fn(engine)));
+  absl::StatusOr<std::string> tenant = TenantOf(ctx);
+  if (!tenant.ok()) {
+    reactor->Finish(ToGrpcStatus(tenant.status()));
+    return reactor;
+  }
+  pool_.Post([reactor, engine, tenant = *std::move(tenant), fn = std::move(fn)]() mutable {
+    reactor->Finish(ToGrpcStatus(fn(engine, tenant)));
   });
   return reactor;
 }
@@ -51,13 +77,14 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(grpc::Cal
   }
   v1::GenerateRequest parsed;
   absl::Status st = ParseRequest(wire, &parsed);
-  return new GenerateReactor(engine_.load(), metrics_, stream_buffer_chunks_, ctx, &parsed, st);
+  return new GenerateReactor(engine_.load(), metrics_, stream_buffer_chunks_, ctx, &parsed, st, TenantOf(ctx), limits_);
 }
 
 grpc::ServerUnaryReactor* InferenceService::CreateSession(grpc::CallbackServerContext* ctx,
                                                           const v1::CreateSessionRequest* req, v1::Session* resp) {
-  return RunOnPool(ctx, [id = req->session_id(), resp](Engine* e) -> absl::Status {
-    absl::StatusOr<SessionInfo> info = e->CreateSession(id);
+  return RunOnPool(ctx, [this, id = req->session_id(), resp](Engine* e, const std::string& tenant) -> absl::Status {
+    if (absl::Status st = CheckSessionIdField(id, "session_id", true, limits_); !st.ok()) return st;
+    absl::StatusOr<SessionInfo> info = e->CreateSession(id, tenant);
     if (!info.ok()) return info.status();
     ToProto(*info, resp);
     return absl::OkStatus();
@@ -66,23 +93,34 @@ grpc::ServerUnaryReactor* InferenceService::CreateSession(grpc::CallbackServerCo
 
 grpc::ServerUnaryReactor* InferenceService::GetSession(grpc::CallbackServerContext* ctx,
                                                        const v1::GetSessionRequest* req, v1::Session* resp) {
-  return RunOnPool(ctx, [id = req->session_id(), resp](Engine* e) -> absl::Status {
-    absl::Status st = RequireId(id, "session_id");
-    if (!st.ok()) return st;
-    absl::StatusOr<SessionInfo> info = e->GetSession(id);
+  return RunOnPool(ctx, [this, id = req->session_id(), resp](Engine* e, const std::string& tenant) -> absl::Status {
+    if (absl::Status st = CheckSessionIdField(id, "session_id", false, limits_); !st.ok()) return st;
+    absl::StatusOr<SessionInfo> info = e->GetSession(id, tenant);
     if (!info.ok()) return info.status();
     ToProto(*info, resp);
     return absl::OkStatus();
   });
 }
 
+// Pages are runs of the tenant's sessions ordered by id; the page token is the last id of the previous
+// page, so a page never repeats or skips a session that existed through the whole listing.
 grpc::ServerUnaryReactor* InferenceService::ListSessions(grpc::CallbackServerContext* ctx,
                                                          const v1::ListSessionsRequest* req,
                                                          v1::ListSessionsResponse* resp) {
-  return RunOnPool(ctx, [resp](Engine* e) -> absl::Status {
-    absl::StatusOr<std::vector<SessionInfo>> infos = e->ListSessions();
+  return RunOnPool(ctx, [this, size = req->page_size(), after = req->page_token(), resp](
+                            Engine* e, const std::string& tenant) -> absl::Status {
+    if (size < 0) return absl::InvalidArgumentError("page_size: must be >= 0");
+    if (absl::Status st = CheckSessionIdField(after, "page_token", true, RequestLimits{}); !st.ok())
+      return absl::InvalidArgumentError("page_token: not a token from a previous page");
+    const int page = size == 0 ? kDefaultPageSize : std::min(size, kMaxPageSize);
+    absl::StatusOr<std::vector<SessionInfo>> infos = e->ListSessions(tenant);
     if (!infos.ok()) return infos.status();
-    for (const SessionInfo& info : *infos) ToProto(info, resp->add_sessions());
+    auto it = after.empty() ? infos->begin()
+                            : std::upper_bound(infos->begin(), infos->end(), after,
+                                               [](const std::string& a, const SessionInfo& b) { return a < b.id; });
+    for (int n = 0; it != infos->end() && n < page; ++it, ++n) ToProto(*it, resp->add_sessions());
+    if (it != infos->end() && resp->sessions_size() > 0)
+      resp->set_next_page_token(resp->sessions(resp->sessions_size() - 1).id());
     return absl::OkStatus();
   });
 }
@@ -90,19 +128,19 @@ grpc::ServerUnaryReactor* InferenceService::ListSessions(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* InferenceService::DeleteSession(grpc::CallbackServerContext* ctx,
                                                           const v1::DeleteSessionRequest* req,
                                                           v1::DeleteSessionResponse* resp) {
-  return RunOnPool(ctx, [id = req->session_id()](Engine* e) -> absl::Status {
-    absl::Status st = RequireId(id, "session_id");
-    if (!st.ok()) return st;
-    return e->DeleteSession(id);
+  return RunOnPool(ctx, [this, id = req->session_id()](Engine* e, const std::string& tenant) -> absl::Status {
+    if (absl::Status st = CheckSessionIdField(id, "session_id", false, limits_); !st.ok()) return st;
+    return e->DeleteSession(id, tenant);
   });
 }
 
 grpc::ServerUnaryReactor* InferenceService::ForkSession(grpc::CallbackServerContext* ctx,
                                                         const v1::ForkSessionRequest* req, v1::Session* resp) {
-  return RunOnPool(ctx, [id = req->session_id(), new_id = req->new_session_id(), resp](Engine* e) -> absl::Status {
-    absl::Status st = RequireId(id, "session_id");
-    if (!st.ok()) return st;
-    absl::StatusOr<SessionInfo> info = e->ForkSession(id, new_id);
+  return RunOnPool(ctx, [this, id = req->session_id(), new_id = req->new_session_id(), resp](
+                            Engine* e, const std::string& tenant) -> absl::Status {
+    if (absl::Status st = CheckSessionIdField(id, "session_id", false, limits_); !st.ok()) return st;
+    if (absl::Status st = CheckSessionIdField(new_id, "new_session_id", true, limits_); !st.ok()) return st;
+    absl::StatusOr<SessionInfo> info = e->ForkSession(id, new_id, tenant);
     if (!info.ok()) return info.status();
     ToProto(*info, resp);
     return absl::OkStatus();
@@ -111,10 +149,9 @@ grpc::ServerUnaryReactor* InferenceService::ForkSession(grpc::CallbackServerCont
 
 grpc::ServerUnaryReactor* InferenceService::Abort(grpc::CallbackServerContext* ctx, const v1::AbortRequest* req,
                                                   v1::AbortResponse* resp) {
-  return RunOnPool(ctx, [id = req->request_id()](Engine* e) -> absl::Status {
-    absl::Status st = RequireId(id, "request_id");
-    if (!st.ok()) return st;
-    return e->Abort(id);
+  return RunOnPool(ctx, [this, id = req->request_id()](Engine* e, const std::string& tenant) -> absl::Status {
+    if (absl::Status st = CheckRequestIdField(id, false, limits_); !st.ok()) return st;
+    return e->Abort(id, tenant);
   });
 }
 
@@ -123,6 +160,10 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerCon
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (engine_.load() == nullptr) {
     reactor->Finish(kNotReady);
+    return reactor;
+  }
+  if (absl::StatusOr<std::string> tenant = TenantOf(ctx); !tenant.ok()) {
+    reactor->Finish(ToGrpcStatus(tenant.status()));
     return reactor;
   }
   absl::MutexLock lock(&mu_);

@@ -1,6 +1,11 @@
 // titand.v1.Inference on gRPC's callback API. Generate streams through a GenerateReactor; the unary
 // session calls, which may wait for the engine thread, run on a CallPool so that no reaction blocks.
 // Until SetEngine() is called every RPC answers UNAVAILABLE (model loading).
+//
+// Authentication: with a TokenTable every call must carry metadata "authorization: Bearer <token>"
+// (else UNAUTHENTICATED); the token's tenant scopes the call's session and request ids in the engine.
+// Without one (dev mode) every caller is tenant "". Ids and other request fields are checked against
+// RequestLimits here, before the engine sees them.
 #pragma once
 
 #include <atomic>
@@ -11,6 +16,8 @@
 #include "server/call_pool.h"
 #include "server/metrics.h"
 #include "server/model_summary.h"
+#include "server/request_limits.h"
+#include "server/token_table.h"
 #include "titand/v1/inference.grpc.pb.h"
 
 namespace titand {
@@ -19,7 +26,9 @@ namespace titand {
 // precise INVALID_ARGUMENT (request_parse.h) instead of gRPC's empty UNIMPLEMENTED.
 class InferenceService final : public v1::Inference::WithRawCallbackMethod_Generate<v1::Inference::CallbackService> {
  public:
-  InferenceService(ServerMetrics* metrics, size_t stream_buffer_chunks, int call_threads);
+  // `tokens` (not owned, may be null = authentication off) must outlive the service.
+  InferenceService(ServerMetrics* metrics, size_t stream_buffer_chunks, int call_threads, const TokenTable* tokens,
+                   const RequestLimits& limits);
 
   // The engine once it is loaded and warmed up (not owned; must outlive the server).
   void SetEngine(Engine* engine, const ModelSummary& summary);
@@ -42,12 +51,17 @@ class InferenceService final : public v1::Inference::WithRawCallbackMethod_Gener
                                          v1::ModelInfo* resp) override;
 
  private:
-  // Runs fn(engine) -> absl::Status on the pool and finishes the reactor with its mapped status.
+  // Authenticates the call, then runs fn(engine, tenant) -> absl::Status on the pool and finishes the
+  // reactor with its mapped status.
   template <typename Fn>
   grpc::ServerUnaryReactor* RunOnPool(grpc::CallbackServerContext* ctx, Fn fn);
+  // The caller's tenant ("" with authentication off); UNAUTHENTICATED without a known bearer token.
+  absl::StatusOr<std::string> TenantOf(const grpc::CallbackServerContext* ctx) const;
 
   ServerMetrics* const metrics_;
   const size_t stream_buffer_chunks_;
+  const TokenTable* const tokens_;
+  const RequestLimits limits_;
   std::atomic<Engine*> engine_{nullptr};
   absl::Mutex mu_;
   ModelSummary summary_ ABSL_GUARDED_BY(mu_);

@@ -3,8 +3,14 @@
 // endpoint, and drains on SIGTERM/SIGINT.
 //
 // Flags use dashes (--max-queue) or underscores (--max_queue). Sizes accept K/M/G/KiB/MiB/GiB suffixes.
+// Every numeric flag is range-checked before anything starts: out of range -> a message naming the
+// flag and its range, exit status 2. SIGHUP reloads the --auth-token-file.
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -14,6 +20,7 @@
 #include <prometheus/registry.h>
 
 #include "core/common/flag_names.h"
+#include "core/common/status.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -26,12 +33,32 @@
 #include "server/metrics_http.h"
 #include "server/stats_poller.h"
 #include "server/titand_server.h"
+#include "server/token_table.h"
 
 ABSL_FLAG(std::string, model, "smollm2-135m", "model: .gguf file, Hugging Face folder or bundled alias");
 ABSL_FLAG(std::string, tptt, "", "TPTT adapter folder (empty = plain model)");
 ABSL_FLAG(std::string, host, "127.0.0.1", "listen address of the gRPC and metrics servers");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 = any free port)");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus metrics port (0 = no metrics endpoint)");
+ABSL_FLAG(std::string, metrics_host, "127.0.0.1",
+          "listen address of the metrics endpoint (plain HTTP, no auth: keep it internal; 0.0.0.0 only where a "
+          "network policy limits who reaches it)");
+ABSL_FLAG(int, health_port, 0, "plaintext port serving only grpc.health.v1 (for probes when --tls-cert is set); 0 = none");
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain: the gRPC port speaks TLS only (with --tls-key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle: require client certificates signed by it (mutual TLS)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "bearer tokens, one '<tenant> <token>' per line; empty = authentication OFF (dev mode)");
+ABSL_FLAG(double, auth_reload_interval, 5, "seconds between checks of --auth-token-file for changes (0 = SIGHUP only)");
+ABSL_FLAG(std::string, snapshot_key_file, "",
+          "HMAC-SHA256 key of session snapshots (>= 32 bytes); empty = unsigned snapshots (SHA-256 only)");
+ABSL_FLAG(int64_t, max_sessions_per_tenant, 1000, "sessions one tenant may hold (0 = no quota)");
+ABSL_FLAG(std::string, max_state_per_tenant, "4GiB", "session state bytes one tenant may hold, every tier (0 = no quota)");
+ABSL_FLAG(std::string, max_request_bytes, "4MiB", "largest request message accepted (gRPC max receive size)");
+ABSL_FLAG(int64_t, max_id_length, 128, "longest request_id / session id in bytes (session ids: 128 at most)");
+ABSL_FLAG(int64_t, max_stop_strings, 16, "stop strings per request");
+ABSL_FLAG(int64_t, max_stop_string_bytes, 256, "bytes of one stop string");
+ABSL_FLAG(int64_t, max_chat_messages, 256, "chat messages per request");
 ABSL_FLAG(std::string, session_dir, "", "session snapshot folder (disk tier, drain, restart); empty = none");
 ABSL_FLAG(int64_t, max_queue, 256, "waiting requests before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_running, 16, "sequences in one batch");
@@ -77,8 +104,59 @@ bool ParseBytes(const std::string& text, int64_t* out) {
 }
 
 
+absl::Status Range(const char* flag, double v, double lo, double hi) {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", v, " outside [", lo, ", ", hi, "]"));
+}
+
+// Every numeric flag against its range (the engine/server Validate()s check consistency after this).
+absl::Status CheckFlagRanges() {
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  for (absl::Status st : {
+           Range("port", absl::GetFlag(FLAGS_port), 0, 65535),
+           Range("metrics-port", absl::GetFlag(FLAGS_metrics_port), 0, 65535),
+           Range("health-port", absl::GetFlag(FLAGS_health_port), 0, 65535),
+           Range("max-queue", absl::GetFlag(FLAGS_max_queue), 1, 1000000),
+           Range("max-running", absl::GetFlag(FLAGS_max_running), 1, 4096),
+           Range("max-step-tokens", absl::GetFlag(FLAGS_max_step_tokens), 1, 1 << 20),
+           Range("session-ttl", absl::GetFlag(FLAGS_session_ttl), 1, 365.0 * 86400),
+           Range("threads", absl::GetFlag(FLAGS_threads), 0, cores),  // 0 = all cores; more never helps
+           Range("drain-grace", absl::GetFlag(FLAGS_drain_grace), 0, 86400),
+           Range("stream-buffer", absl::GetFlag(FLAGS_stream_buffer), 1, 1 << 16),
+           Range("auth-reload-interval", absl::GetFlag(FLAGS_auth_reload_interval), 0, 86400),
+           Range("max-sessions-per-tenant", absl::GetFlag(FLAGS_max_sessions_per_tenant), 0, 10000000),
+           Range("max-id-length", absl::GetFlag(FLAGS_max_id_length), 8, 1024),
+           Range("max-stop-strings", absl::GetFlag(FLAGS_max_stop_strings), 0, 1024),
+           Range("max-stop-string-bytes", absl::GetFlag(FLAGS_max_stop_string_bytes), 1, 65536),
+           Range("max-chat-messages", absl::GetFlag(FLAGS_max_chat_messages), 1, 65536),
+       }) {
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+// The raw bytes of a key file, without a trailing newline (files made by `openssl rand -hex 32 > f`).
+absl::StatusOr<std::string> ReadKeyFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError(absl::StrCat("--snapshot-key-file ", path, ": cannot open"));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  std::string key = ss.str();
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  if (key.size() < 32) return absl::InvalidArgumentError("--snapshot-key-file: the key must have at least 32 bytes");
+  return key;
+}
+
 absl::StatusOr<EngineConfig> EngineConfigFromFlags() {
+  RETURN_IF_ERROR(CheckFlagRanges());
   EngineConfig c;
+  c.max_tenant_sessions = absl::GetFlag(FLAGS_max_sessions_per_tenant);
+  if (!ParseBytes(absl::GetFlag(FLAGS_max_state_per_tenant), &c.max_tenant_state_bytes)) {
+    return absl::InvalidArgumentError("--max-state-per-tenant: not a size");
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_snapshot_key_file); !path.empty()) {
+    ASSIGN_OR_RETURN(c.snapshot_key, ReadKeyFile(path));
+  }
   c.max_queue = absl::GetFlag(FLAGS_max_queue);
   c.max_running = absl::GetFlag(FLAGS_max_running);
   c.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
@@ -99,7 +177,9 @@ absl::StatusOr<EngineConfig> EngineConfigFromFlags() {
 ModelSummary Summarize(const Runtime& rt, const EngineConfig& c, const std::string& dtype) {
   ModelSummary s;
   s.model_id = rt.model_id;
-  s.model_path = rt.model_path;
+  // The base name only: clients learn which weights, not where the server keeps them.
+  std::filesystem::path p(rt.model_path);
+  s.model_path = (p.has_filename() ? p.filename() : p.parent_path().filename()).string();
   s.format = rt.format;
   s.architecture = rt.config.arch;
   s.adapter_id = rt.adapter_id;
@@ -115,35 +195,95 @@ ModelSummary Summarize(const Runtime& rt, const EngineConfig& c, const std::stri
   return s;
 }
 
+// Authentication and transport settings, logged loudly when a protection is off.
+absl::StatusOr<std::unique_ptr<TokenTable>> OpenTokens() {
+  const std::string path = absl::GetFlag(FLAGS_auth_token_file);
+  if (path.empty()) {
+    Log("WARNING: authentication is OFF (no --auth-token-file): every client reaches every session. "
+        "Dev mode only.");
+    return std::unique_ptr<TokenTable>();
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<TokenTable> t, TokenTable::Open(path));
+  Log(absl::StrCat("authentication on: ", t->size(), " tokens, ", t->tenants(), " tenants from ", path));
+  return t;
+}
+
+absl::StatusOr<ServerOptions> ServerOptionsFromFlags(const TokenTable* tokens) {
+  ServerOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_port);
+  options.health_port = absl::GetFlag(FLAGS_health_port);
+  options.stream_buffer_chunks = static_cast<size_t>(absl::GetFlag(FLAGS_stream_buffer));
+  if (!ParseBytes(absl::GetFlag(FLAGS_max_request_bytes), &options.max_receive_bytes))
+    return absl::InvalidArgumentError("--max-request-bytes: not a size");
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tokens = tokens;
+  options.limits.max_id_length = absl::GetFlag(FLAGS_max_id_length);
+  options.limits.max_stop_strings = absl::GetFlag(FLAGS_max_stop_strings);
+  options.limits.max_stop_string_bytes = absl::GetFlag(FLAGS_max_stop_string_bytes);
+  options.limits.max_chat_messages = absl::GetFlag(FLAGS_max_chat_messages);
+  RETURN_IF_ERROR(options.Validate());
+  return options;
+}
+
 int Run(sigset_t signals) {
   absl::StatusOr<EngineConfig> config = EngineConfigFromFlags();
   if (!config.ok()) {
-    Log(absl::StrCat("bad flags: ", config.status().ToString()));
+    Log(absl::StrCat("bad flags: ", config.status().message()));
     return 2;
+  }
+  if (config->snapshot_key.empty()) {
+    Log("WARNING: session snapshots are not authenticated (no --snapshot-key-file): a file planted in the "
+        "session dir would be restored as a session");
+  }
+  absl::StatusOr<std::unique_ptr<TokenTable>> tokens = OpenTokens();
+  if (!tokens.ok()) {
+    Log(absl::StrCat("bad flags: ", tokens.status().message()));
+    return 2;
+  }
+  absl::StatusOr<ServerOptions> options = ServerOptionsFromFlags(tokens->get());
+  if (!options.ok()) {
+    Log(absl::StrCat("bad flags: ", options.status().message()));
+    return 2;
+  }
+  if (options->tls_cert_file.empty() && options->host != "127.0.0.1" && options->host != "localhost") {
+    Log("WARNING: gRPC is plaintext (no --tls-cert) on a non-loopback address");
   }
   auto registry = std::make_shared<prometheus::Registry>();
   ServerMetrics metrics(*registry);
   std::unique_ptr<MetricsHttpServer> metrics_http;
   if (int mport = absl::GetFlag(FLAGS_metrics_port); mport > 0) {
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> m =
-        MetricsHttpServer::Start(absl::GetFlag(FLAGS_host), mport, registry);
+    const std::string mhost = absl::GetFlag(FLAGS_metrics_host);
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> m = MetricsHttpServer::Start(mhost, mport, registry);
     if (!m.ok()) {
       Log(absl::StrCat("cannot serve metrics: ", m.status().ToString()));
       return 1;
     }
     metrics_http = std::move(*m);
-    Log(absl::StrCat("metrics on http://", absl::GetFlag(FLAGS_host), ":", metrics_http->port(), "/metrics"));
+    Log(absl::StrCat("metrics on http://", mhost, ":", metrics_http->port(), "/metrics"));
   }
-  ServerOptions options;
-  options.host = absl::GetFlag(FLAGS_host);
-  options.port = absl::GetFlag(FLAGS_port);
-  options.stream_buffer_chunks = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_stream_buffer)));
-  absl::StatusOr<std::unique_ptr<TitandServer>> server = TitandServer::Start(options, &metrics);
+  absl::StatusOr<std::unique_ptr<TitandServer>> server = TitandServer::Start(*options, &metrics);
   if (!server.ok()) {
     Log(absl::StrCat("cannot start: ", server.status().ToString()));
     return 1;
   }
-  Log(absl::StrCat("listening on ", options.host, ":", (*server)->port(), " (health NOT_SERVING)"));
+  Log(absl::StrCat("listening on ", options->host, ":", (*server)->port(),
+                   options->tls_cert_file.empty() ? " (plaintext" : options->tls_client_ca_file.empty() ? " (TLS" : " (mutual TLS",
+                   (*server)->health_port() ? absl::StrCat(", health on :", (*server)->health_port()) : "",
+                   "; health NOT_SERVING)"));
+  TokenTable* table = tokens->get();
+  std::unique_ptr<StatsPoller> token_poller;
+  if (const double every = absl::GetFlag(FLAGS_auth_reload_interval); table && every > 0) {
+    token_poller = std::make_unique<StatsPoller>(std::chrono::milliseconds(static_cast<int64_t>(every * 1000)), [table] {
+      absl::Status st;
+      if (table->ReloadIfChanged(&st)) {
+        Log(st.ok() ? absl::StrCat("token file changed: reloaded (", table->size(), " tokens)")
+                    : absl::StrCat("token file changed but NOT reloaded (old tokens stay): ", st.message()));
+      }
+    });
+  }
 
   LoadOptions load;
   load.model = absl::GetFlag(FLAGS_model);
@@ -175,7 +315,15 @@ int Run(sigset_t signals) {
   Log("health SERVING");
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    if (!table) {
+      Log("SIGHUP: no --auth-token-file to reload");
+      continue;
+    }
+    absl::Status st = table->Reload();
+    Log(st.ok() ? absl::StrCat("SIGHUP: token file reloaded (", table->size(), " tokens)")
+                : absl::StrCat("SIGHUP: token file NOT reloaded (old tokens stay): ", st.message()));
+  }
   Log(absl::StrCat("signal ", sig == SIGTERM ? "SIGTERM" : "SIGINT", ": health NOT_SERVING, draining"));
   (*server)->SetServing(false);
   const absl::Status drained = (*engine)->Shutdown(/*drain=*/true);
@@ -183,6 +331,7 @@ int Run(sigset_t signals) {
   auto grace = std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_drain_grace) * 1000));
   (*server)->Shutdown(grace);
   poller.Stop();
+  if (token_poller) token_poller->Stop();
   Log(drained.ok() ? "stopped" : "stopped; sessions were lost (exit status 3)");
   return drained.ok() ? 0 : 3;
 }
@@ -191,12 +340,13 @@ int Run(sigset_t signals) {
 }  // namespace titand
 
 int main(int argc, char** argv) {
-  // Block the shutdown signals before any thread starts: every thread inherits the mask and the main
+  // Block the shutdown signals (and SIGHUP: token reload) before any thread starts: every thread inherits the mask and the main
   // thread takes them with sigwait (no async-signal-safety concerns).
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   absl::SetProgramUsageMessage("titand --model smollm2-135m --port 50051 --metrics-port 9464");

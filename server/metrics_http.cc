@@ -18,12 +18,30 @@
 namespace titand {
 namespace {
 
-// Writes all of `data` (MSG_NOSIGNAL: a vanished client must not raise SIGPIPE).
-void SendAll(int fd, const std::string& data) {
+using Clock = std::chrono::steady_clock;
+
+// Waits until `fd` is ready for `events` or the deadline passes (false).
+bool WaitFor(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd, events, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left));
+    if (r > 0) return true;
+    if (r == 0 || errno != EINTR) return false;
+  }
+}
+
+// Writes all of `data` by the deadline (MSG_NOSIGNAL: a vanished client must not raise SIGPIPE); a
+// client that stops reading is dropped at the deadline.
+void SendAll(int fd, const std::string& data, Clock::time_point deadline) {
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+      if (!WaitFor(fd, POLLOUT, deadline)) return;
+      continue;
+    }
     if (n <= 0) return;
     off += static_cast<size_t>(n);
   }
@@ -49,7 +67,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   if (fd < 0) return absl::InternalError(absl::StrCat("metrics: socket: ", std::strerror(errno)));
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 16) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 64) != 0) {
     std::string err = std::strerror(errno);
     ::close(fd);
     return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", host, ":", port, ": ", err));
@@ -66,29 +84,43 @@ MetricsHttpServer::~MetricsHttpServer() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
   ::close(fd_);
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(+[](int* n) { return *n == 0; }, &active_));
 }
 
 void MetricsHttpServer::Loop() {
   while (!stop_) {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, 200) <= 0) continue;  // wake up every 200 ms to notice stop_
-    int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (conn < 0) continue;
-    Serve(conn);
-    ::close(conn);
+    {
+      absl::MutexLock lock(&mu_);
+      if (active_ >= kMaxConnections) {  // full: refuse rather than queue behind slow clients
+        ::close(conn);
+        continue;
+      }
+      ++active_;
+    }
+    std::thread([this, conn] { Handle(conn); }).detach();
   }
 }
 
-void MetricsHttpServer::Serve(int conn) {
-  // Read the request head: up to the blank line, at most 8 KiB, at most 2 s.
+void MetricsHttpServer::Handle(int conn) {
+  Serve(conn, std::chrono::steady_clock::now() + kConnectionDeadline);
+  ::close(conn);
+  absl::MutexLock lock(&mu_);
+  --active_;
+}
+
+void MetricsHttpServer::Serve(int conn, std::chrono::steady_clock::time_point deadline) {
+  // Read the request head: up to the blank line, at most 8 KiB, by the deadline.
   std::string head;
-  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   char buf[1024];
   while (head.find("\r\n\r\n") == std::string::npos && head.size() < 8192) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-    pollfd p{conn, POLLIN, 0};
-    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return;
+    if (!WaitFor(conn, POLLIN, deadline)) return;
     ssize_t n = ::recv(conn, buf, sizeof(buf), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n <= 0) return;
     head.append(buf, static_cast<size_t>(n));
   }
@@ -99,12 +131,12 @@ void MetricsHttpServer::Serve(int conn) {
   std::string target = get ? line.substr(4, line.find(' ', 4) - 4) : "";
   std::string path = target.substr(0, target.find('?'));
   if (!get) {
-    SendAll(conn, Response(405, "Method Not Allowed", "text/plain", "only GET\n"));
+    SendAll(conn, Response(405, "Method Not Allowed", "text/plain", "only GET\n"), deadline);
   } else if (path == "/metrics") {
     std::string body = prometheus::TextSerializer().Serialize(registry_->Collect());
-    SendAll(conn, Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", body));
+    SendAll(conn, Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", body), deadline);
   } else {
-    SendAll(conn, Response(404, "Not Found", "text/plain", "see /metrics\n"));
+    SendAll(conn, Response(404, "Not Found", "text/plain", "see /metrics\n"), deadline);
   }
 }
 

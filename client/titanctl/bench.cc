@@ -105,8 +105,11 @@ absl::Status BenchOptions::Validate() const {
 absl::StatusOr<nlohmann::json> RunBench(const BenchOptions& o) {
   absl::Status valid = o.Validate();
   if (!valid.ok()) return valid;
-  auto channel = grpc::CreateChannel(o.address, grpc::InsecureChannelCredentials());
-  auto stub = v1::Inference::NewStub(channel);
+  ChannelOptions co = o.channel;
+  co.address = o.address;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(co);
+  if (!channel.ok()) return channel.status();
+  auto stub = v1::Inference::NewStub(*channel);
   Results results;
   std::atomic<int> issued{0};
   Clock::time_point t0 = Clock::now();

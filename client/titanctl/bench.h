@@ -14,11 +14,13 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
+#include "client/titanctl/channel.h"
 
 namespace titand {
 
 struct BenchOptions {
   std::string address = "127.0.0.1:50051";
+  ChannelOptions channel;      // token / TLS (channel.address is set from `address`)
   int sessions = 4;
   int turns = 3;
   int prompt_tokens = 32;

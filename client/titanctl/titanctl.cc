@@ -1,6 +1,6 @@
 // titanctl: command-line client of titand.
 //
-//   titanctl [--addr HOST:PORT] generate [--session ID] [--max-tokens N] [--temperature T] ... TEXT
+//   titanctl [--addr HOST:PORT] [--token T] [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]] generate [--session ID] [--max-tokens N] [--temperature T] ... TEXT
 //   titanctl chat [--session ID]                 interactive, one session, replies stream
 //   titanctl sessions list | get ID | delete ID | fork ID [NEW_ID]
 //   titanctl info | health
@@ -19,10 +19,16 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "client/titanctl/bench.h"
+#include "client/titanctl/channel.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "titand/v1/inference.grpc.pb.h"
 
 ABSL_FLAG(std::string, addr, "127.0.0.1:50051", "titand address");
+ABSL_FLAG(std::string, token, "", "bearer token (API key) of a server with authentication on");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle that signed the server's certificate: use TLS");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS; with --tls-key and --tls-ca)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_server_name, "", "name to check in the server certificate (default: from --addr)");
 ABSL_FLAG(std::string, session, "", "session id (generate, chat)");
 ABSL_FLAG(int, max_tokens, 128, "tokens to generate at most");
 ABSL_FLAG(double, temperature, -1, "sampling temperature (unset: server default, greedy)");
@@ -204,9 +210,21 @@ int Health(const std::shared_ptr<grpc::Channel>& channel) {
   return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
+ChannelOptions ChannelFromFlags() {
+  ChannelOptions c;
+  c.address = absl::GetFlag(FLAGS_addr);
+  c.token = absl::GetFlag(FLAGS_token);
+  c.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  c.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  c.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  c.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  return c;
+}
+
 int Bench() {
   BenchOptions o;
   o.address = absl::GetFlag(FLAGS_addr);
+  o.channel = ChannelFromFlags();
   o.sessions = absl::GetFlag(FLAGS_sessions);
   o.turns = absl::GetFlag(FLAGS_turns);
   o.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
@@ -241,7 +259,12 @@ int main(int argc, char** argv) {
     std::cerr << "usage: titanctl generate|chat|sessions|info|health|bench (--help for flags)\n";
     return 2;
   }
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_addr), grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> made = titand::MakeChannel(titand::ChannelFromFlags());
+  if (!made.ok()) {
+    std::cerr << "error: " << made.status().message() << "\n";
+    return 2;
+  }
+  std::shared_ptr<grpc::Channel> channel = *made;
   auto stub = titand::v1::Inference::NewStub(channel);
   const std::string& cmd = args[0];
   if (cmd == "generate") return titand::Generate(*stub, args);

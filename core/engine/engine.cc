@@ -12,6 +12,28 @@
 #include "core/tokenizer/prompt_builder.h"
 
 namespace titand {
+namespace {
+
+// The store key of `id` in `tenant`. An id that is not a valid session id (e.g. one naming another
+// tenant's key) cannot exist in this tenant: NOT_FOUND, the answer an unknown id gets.
+absl::StatusOr<std::string> ScopedKey(const std::string& tenant, const std::string& id) {
+  if (!tenant.empty() && !IsValidTenant(tenant)) return absl::InvalidArgumentError("invalid tenant name");
+  if (!IsValidSessionId(id)) return absl::NotFoundError("session not found");
+  return SessionKey(tenant, id);
+}
+
+// The label of a request_id in `tenant` (labels_ key): another tenant's Abort never matches it.
+std::string RequestLabel(const std::string& tenant, const std::string& request_id) {
+  return tenant + std::string(1, '\0') + request_id;
+}
+
+// Session info as the tenant sees it: the id without the tenant prefix.
+SessionInfo Unscoped(SessionInfo info, const std::string& id) {
+  info.id = id;
+  return info;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config, std::unique_ptr<Runtime> rt) {
   RETURN_IF_ERROR(config.Validate());
@@ -44,6 +66,9 @@ absl::Status EngineImpl::Start() {
   so.ttl_seconds = config_.session_ttl_seconds;
   so.max_sessions = config_.max_sessions;
   so.write_through = config_.session_write_through;
+  so.max_tenant_sessions = config_.max_tenant_sessions;
+  so.max_tenant_state_bytes = config_.max_tenant_state_bytes;
+  b.hmac_key = config_.snapshot_key;
   so.codec = MakeSnapshotCodec(b, m.options().device);
   so.fresh = [&m] { return SessionCursor{m.NewState(), {}}; };
   ASSIGN_OR_RETURN(store_, SessionStore::Open(std::move(so)));
@@ -62,13 +87,19 @@ absl::StatusOr<std::vector<int32_t>> EngineImpl::BuildPrompt(const GenerateReque
 }
 
 absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback on_chunk) {
+  // From here on both ids are tenant-scoped: the store key and the Abort label.
+  if (!req.session_id.empty()) {
+    ASSIGN_OR_RETURN(req.session_id, ScopedKey(req.tenant, req.session_id));
+  }
+  const std::string client_request_id = req.request_id;
+  if (!req.request_id.empty()) req.request_id = RequestLabel(req.tenant, req.request_id);
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("engine is draining");
     if (waiting_ >= config_.max_queue)
       return absl::ResourceExhaustedError(absl::StrCat("request queue full (", config_.max_queue, " waiting)"));
     if (!req.request_id.empty() && labels_.count(req.request_id))
-      return absl::AlreadyExistsError(absl::StrCat("request_id ", req.request_id, " is already running"));
+      return absl::AlreadyExistsError(absl::StrCat("request_id ", client_request_id, " is already running"));
   }
   RETURN_IF_ERROR(req.decode.Validate(rt_->model->config().vocab_size));
   if (req.decode.stop.max_tokens > config_.max_new_tokens)
@@ -104,7 +135,7 @@ absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback
   if (waiting_ >= config_.max_queue)
     return unpin_on_error(absl::ResourceExhaustedError(absl::StrCat("request queue full (", config_.max_queue, " waiting)")));
   if (!req.request_id.empty() && labels_.count(req.request_id))
-    return unpin_on_error(absl::AlreadyExistsError(absl::StrCat("request_id ", req.request_id, " is already running")));
+    return unpin_on_error(absl::AlreadyExistsError(absl::StrCat("request_id ", client_request_id, " is already running")));
   r->id = next_id_++;
   r->arrival = next_arrival_++;
   r->req = std::move(req);
@@ -121,22 +152,56 @@ void EngineImpl::Cancel(RequestId id) {
   if (alive_.count(id)) cancel_.insert(id);
 }
 
-absl::Status EngineImpl::Abort(const std::string& request_id) {
+absl::Status EngineImpl::Abort(const std::string& request_id, const std::string& tenant) {
   absl::MutexLock lock(&mu_);
-  auto it = labels_.find(request_id);
-  if (it == labels_.end()) return absl::NotFoundError(absl::StrCat("no running request ", request_id));
+  auto it = labels_.find(RequestLabel(tenant, request_id));
+  if (it == labels_.end()) return absl::NotFoundError("no running request with this request_id");
   cancel_.insert(it->second);
   return absl::OkStatus();
 }
 
-absl::StatusOr<SessionInfo> EngineImpl::CreateSession(const std::string& requested_id) {
-  return store_->Create(requested_id);
+absl::StatusOr<SessionInfo> EngineImpl::CreateSession(const std::string& requested_id, const std::string& tenant) {
+  if (!tenant.empty() && !IsValidTenant(tenant)) return absl::InvalidArgumentError("invalid tenant name");
+  if (!requested_id.empty() && !IsValidSessionId(requested_id))
+    return absl::InvalidArgumentError("session id must match [A-Za-z0-9._-]{1,128}");
+  const std::string id = requested_id.empty() ? RandomSessionId() : requested_id;
+  ASSIGN_OR_RETURN(SessionInfo info, store_->Create(SessionKey(tenant, id)));
+  return Unscoped(std::move(info), id);
 }
-absl::StatusOr<SessionInfo> EngineImpl::GetSession(const std::string& id) { return store_->Get(id); }
-absl::StatusOr<std::vector<SessionInfo>> EngineImpl::ListSessions() { return store_->List(); }
-absl::Status EngineImpl::DeleteSession(const std::string& id) { return store_->Delete(id); }
-absl::StatusOr<SessionInfo> EngineImpl::ForkSession(const std::string& id, const std::string& new_id) {
-  return store_->Fork(id, new_id);
+
+absl::StatusOr<SessionInfo> EngineImpl::GetSession(const std::string& id, const std::string& tenant) {
+  ASSIGN_OR_RETURN(const std::string key, ScopedKey(tenant, id));
+  ASSIGN_OR_RETURN(SessionInfo info, store_->Get(key));
+  return Unscoped(std::move(info), id);
+}
+
+absl::StatusOr<std::vector<SessionInfo>> EngineImpl::ListSessions(const std::string& tenant) {
+  if (!tenant.empty() && !IsValidTenant(tenant)) return absl::InvalidArgumentError("invalid tenant name");
+  const std::string prefix = SessionKey(tenant, "");
+  std::vector<SessionInfo> out;
+  for (SessionInfo& info : store_->List()) {  // ordered by key, so by id within a tenant
+    const bool mine = tenant.empty() ? IsValidSessionId(info.id)  // keys without a tenant prefix
+                                     : info.id.compare(0, prefix.size(), prefix) == 0;
+    if (!mine) continue;
+    std::string id = info.id.substr(prefix.size());
+    out.push_back(Unscoped(std::move(info), id));
+  }
+  return out;
+}
+
+absl::Status EngineImpl::DeleteSession(const std::string& id, const std::string& tenant) {
+  ASSIGN_OR_RETURN(const std::string key, ScopedKey(tenant, id));
+  return store_->Delete(key);
+}
+
+absl::StatusOr<SessionInfo> EngineImpl::ForkSession(const std::string& id, const std::string& new_id,
+                                                    const std::string& tenant) {
+  ASSIGN_OR_RETURN(const std::string key, ScopedKey(tenant, id));
+  if (!new_id.empty() && !IsValidSessionId(new_id))
+    return absl::InvalidArgumentError("session id must match [A-Za-z0-9._-]{1,128}");
+  const std::string nid = new_id.empty() ? RandomSessionId() : new_id;
+  ASSIGN_OR_RETURN(SessionInfo info, store_->Fork(key, SessionKey(tenant, nid)));
+  return Unscoped(std::move(info), nid);
 }
 
 absl::Status EngineImpl::WarmUp() {

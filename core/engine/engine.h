@@ -37,6 +37,12 @@ struct EngineConfig {
   double session_ttl_seconds = 3600;    // idle sessions older than this are deleted
   int64_t max_sessions = 100000;
   bool session_write_through = true;    // write each session's snapshot at create/fork/turn end
+  // Per-tenant quotas (0 = none): sessions, and the state bytes of a tenant's sessions (checked when a
+  // session is created or forked and when a turn starts; a running turn may pass it by its own growth).
+  int64_t max_tenant_sessions = 0;
+  int64_t max_tenant_state_bytes = 0;
+  // HMAC-SHA256 key of session snapshots (raw bytes, >= 32; empty = unsigned SHA-256 snapshots).
+  std::string snapshot_key;
   absl::Status Validate() const;
 };
 
@@ -46,17 +52,23 @@ class Engine {
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineConfig& config, std::unique_ptr<Runtime> rt);
   virtual ~Engine() = default;
 
+  // Tenants: session ids and request ids live in the caller's tenant (req.tenant / `tenant` below; a
+  // plain string, [A-Za-z0-9._-]{1,64}, or "" = the single tenant of a server without authentication).
+  // Another tenant's ids answer NOT_FOUND exactly like ids that do not exist (no existence oracle).
   virtual absl::StatusOr<RequestId> Enqueue(GenerateRequest req, ChunkCallback on_chunk) = 0;
   virtual void Cancel(RequestId id) = 0;
-  virtual absl::Status Abort(const std::string& request_id) = 0;   // NOT_FOUND if unknown
+  virtual absl::Status Abort(const std::string& request_id, const std::string& tenant = "") = 0;  // NOT_FOUND if unknown
 
   // Sessions. Ids chosen by the server are unguessable (128 random bits, hex); a client-chosen id must
-  // match [A-Za-z0-9._-]{1,128} (else INVALID_ARGUMENT; taken -> ALREADY_EXISTS).
-  virtual absl::StatusOr<SessionInfo> CreateSession(const std::string& requested_id) = 0;
-  virtual absl::StatusOr<SessionInfo> GetSession(const std::string& id) = 0;
-  virtual absl::StatusOr<std::vector<SessionInfo>> ListSessions() = 0;
-  virtual absl::Status DeleteSession(const std::string& id) = 0;
-  virtual absl::StatusOr<SessionInfo> ForkSession(const std::string& id, const std::string& new_id) = 0;
+  // match [A-Za-z0-9._-]{1,128} (else INVALID_ARGUMENT; taken -> ALREADY_EXISTS). Tenant quota or the
+  // server's session limit reached -> RESOURCE_EXHAUSTED.
+  virtual absl::StatusOr<SessionInfo> CreateSession(const std::string& requested_id, const std::string& tenant = "") = 0;
+  virtual absl::StatusOr<SessionInfo> GetSession(const std::string& id, const std::string& tenant = "") = 0;
+  // The tenant's sessions, ordered by id.
+  virtual absl::StatusOr<std::vector<SessionInfo>> ListSessions(const std::string& tenant = "") = 0;
+  virtual absl::Status DeleteSession(const std::string& id, const std::string& tenant = "") = 0;
+  virtual absl::StatusOr<SessionInfo> ForkSession(const std::string& id, const std::string& new_id,
+                                                  const std::string& tenant = "") = 0;
 
   // Warm-up: one short generation so that the first real request pays no one-off costs.
   virtual absl::Status WarmUp() = 0;

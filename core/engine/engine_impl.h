@@ -54,12 +54,13 @@ class EngineImpl final : public Engine {
 
   absl::StatusOr<RequestId> Enqueue(GenerateRequest req, ChunkCallback on_chunk) override;
   void Cancel(RequestId id) override;
-  absl::Status Abort(const std::string& request_id) override;
-  absl::StatusOr<SessionInfo> CreateSession(const std::string& requested_id) override;
-  absl::StatusOr<SessionInfo> GetSession(const std::string& id) override;
-  absl::StatusOr<std::vector<SessionInfo>> ListSessions() override;
-  absl::Status DeleteSession(const std::string& id) override;
-  absl::StatusOr<SessionInfo> ForkSession(const std::string& id, const std::string& new_id) override;
+  absl::Status Abort(const std::string& request_id, const std::string& tenant) override;
+  absl::StatusOr<SessionInfo> CreateSession(const std::string& requested_id, const std::string& tenant) override;
+  absl::StatusOr<SessionInfo> GetSession(const std::string& id, const std::string& tenant) override;
+  absl::StatusOr<std::vector<SessionInfo>> ListSessions(const std::string& tenant) override;
+  absl::Status DeleteSession(const std::string& id, const std::string& tenant) override;
+  absl::StatusOr<SessionInfo> ForkSession(const std::string& id, const std::string& new_id,
+                                          const std::string& tenant) override;
   absl::Status WarmUp() override;
   absl::Status Shutdown(bool drain) override;
   EngineStats Stats() const override;
@@ -90,7 +91,8 @@ class EngineImpl final : public Engine {
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<LiveRequest>> inbox_ ABSL_GUARDED_BY(mu_);
   std::set<RequestId> cancel_ ABSL_GUARDED_BY(mu_);
-  std::unordered_map<std::string, RequestId> labels_ ABSL_GUARDED_BY(mu_);  // request_id -> id (live)
+  // Scoped request_id (RequestLabel: tenant + '\0' + request_id) -> id, live requests only.
+  std::unordered_map<std::string, RequestId> labels_ ABSL_GUARDED_BY(mu_);
   std::set<RequestId> alive_ ABSL_GUARDED_BY(mu_);
   int64_t waiting_ ABSL_GUARDED_BY(mu_) = 0;  // enqueued, not yet admitted
   int64_t running_ ABSL_GUARDED_BY(mu_) = 0;

@@ -24,6 +24,7 @@ using EngineFinish = FinishReason;
 inline const char* EngineFinishName(EngineFinish f) { return FinishReasonName(f); }
 
 struct GenerateRequest {
+  std::string tenant;                  // the caller's tenant ("" = no authentication); scopes both ids
   std::string request_id;              // client-chosen label (Abort by it); may be empty
   std::string session_id;              // empty = stateless (a fresh state, dropped at the end)
   // Exactly one input form:

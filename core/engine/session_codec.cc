@@ -10,8 +10,8 @@ SessionCodec MakeSnapshotCodec(const SnapshotBinding& binding, at::Device device
   c.deserialize = [binding, device](std::string_view bytes) { return DeserializeCursor(bytes, binding, device); };
   // Full check (checksum, binding, sizes) by a restore onto the CPU; the cursor is dropped.
   c.verify = [binding](std::string_view bytes) { return DeserializeCursor(bytes, binding, at::kCPU).status(); };
-  c.peek_history = [](const std::string& path) -> absl::StatusOr<int64_t> {
-    auto h = ReadSnapshotHeaderFile(path);
+  c.peek_history = [key = binding.hmac_key](const std::string& path) -> absl::StatusOr<int64_t> {
+    auto h = ReadSnapshotHeaderFile(path, key);
     if (!h.ok()) return h.status();
     return h->history_tokens();
   };

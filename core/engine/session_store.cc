@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/common/status.h"
 #include "core/session/atomic_file.h"
@@ -21,23 +22,52 @@ constexpr char kSuffix[] = ".tsession";
 
 absl::StatusOr<std::string> ReadAll(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  if (!f) return absl::NotFoundError("cannot open the session's snapshot file");  // no server path to clients
   std::ostringstream ss;
   ss << f.rdbuf();
-  if (f.bad()) return absl::DataLossError(absl::StrCat("read failed: ", path));
+  if (f.bad()) return absl::DataLossError("reading the session's snapshot file failed");
   return ss.str();
 }
 
 }  // namespace
 
-bool IsValidSessionId(const std::string& id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
+namespace {
+
+bool IsIdText(const std::string& s, size_t max_len) {
+  if (s.empty() || s.size() > max_len) return false;
+  for (char c : s) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
                     c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;
+}
+
+constexpr char kTenantSep = '~';
+
+// "alice~x" -> "alice~"; "x" -> "" (the prefix every key of the same tenant starts with).
+std::string TenantPrefix(const std::string& key) {
+  const size_t p = key.find(kTenantSep);
+  return p == std::string::npos ? std::string() : key.substr(0, p + 1);
+}
+
+bool SameTenant(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key.find(kTenantSep) == std::string::npos : key.compare(0, prefix.size(), prefix) == 0;
+}
+
+}  // namespace
+
+bool IsValidSessionId(const std::string& id) { return IsIdText(id, 128); }
+bool IsValidTenant(const std::string& tenant) { return IsIdText(tenant, 64); }
+
+std::string SessionKey(const std::string& tenant, const std::string& id) {
+  return tenant.empty() ? id : tenant + kTenantSep + id;
+}
+
+bool IsValidSessionKey(const std::string& key) {
+  const size_t p = key.find(kTenantSep);
+  if (p == std::string::npos) return IsValidSessionId(key);
+  return IsValidTenant(key.substr(0, p)) && IsValidSessionId(key.substr(p + 1));
 }
 
 std::string RandomSessionId() {
@@ -66,7 +96,7 @@ absl::StatusOr<std::unique_ptr<SessionStore>> SessionStore::Open(SessionStoreOpt
     const size_t n = sizeof(kSuffix) - 1;
     if (!de.is_regular_file() || name.size() <= n || name.compare(name.size() - n, n, kSuffix) != 0) continue;
     const std::string id = name.substr(0, name.size() - n);
-    if (!IsValidSessionId(id)) continue;
+    if (!IsValidSessionKey(id)) continue;
     Entry e;
     e.tier = SessionTier::kDisk;
     e.on_disk = e.file_current = true;
@@ -78,8 +108,11 @@ absl::StatusOr<std::unique_ptr<SessionStore>> SessionStore::Open(SessionStoreOpt
       auto h = s->opt_.codec.peek_history(de.path().string());
       if (h.ok()) {
         e.history_tokens = *h;
-      } else {
-        e.error = absl::Status(h.status().code(), absl::StrCat("session ", id, ": unreadable snapshot: ", h.status().message()));
+      } else {  // the message starts with the file's path: clients get the id, not the server's path
+        absl::string_view msg = h.status().message();
+        const std::string path = de.path().string();
+        if (absl::StartsWith(msg, path)) msg.remove_prefix(path.size());
+        e.error = absl::Status(h.status().code(), absl::StrCat("session ", id, ": unreadable snapshot", msg));
       }
     }
     s->entries_.emplace(id, std::move(e));
@@ -115,9 +148,10 @@ absl::StatusOr<std::string> SessionStore::NewId(const std::string& requested) {
     do id = RandomSessionId(); while (entries_.count(id));
     return id;
   }
-  if (!IsValidSessionId(requested))
+  if (!IsValidSessionKey(requested))
     return absl::InvalidArgumentError("session id must match [A-Za-z0-9._-]{1,128}");
-  if (entries_.count(requested)) return absl::AlreadyExistsError(absl::StrCat("session ", requested, " exists"));
+  if (entries_.count(requested)) return absl::AlreadyExistsError("session id is taken");
+  RETURN_IF_ERROR(CheckTenantQuota(requested, /*new_session=*/true));
   return requested;
 }
 
@@ -171,6 +205,23 @@ absl::StatusOr<SessionInfo> SessionStore::Insert(const std::string& id, Entry e)
   SessionInfo info = InfoOf(id, it->second);
   EnforceBudgets();
   return info;
+}
+
+absl::Status SessionStore::CheckTenantQuota(const std::string& key, bool new_session) const {
+  if (opt_.max_tenant_sessions <= 0 && opt_.max_tenant_state_bytes <= 0) return absl::OkStatus();
+  const std::string prefix = TenantPrefix(key);
+  int64_t sessions = 0, bytes = 0;
+  for (const auto& [k, e] : entries_) {
+    if (!SameTenant(prefix, k)) continue;
+    ++sessions;
+    bytes += e.state_bytes;
+  }
+  if (new_session && opt_.max_tenant_sessions > 0 && sessions >= opt_.max_tenant_sessions)
+    return absl::ResourceExhaustedError(absl::StrCat("tenant session quota reached (", opt_.max_tenant_sessions, ")"));
+  if (opt_.max_tenant_state_bytes > 0 && bytes >= opt_.max_tenant_state_bytes)
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tenant state quota reached (", bytes, " of ", opt_.max_tenant_state_bytes, " bytes)"));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Create(const std::string& requested_id) {
@@ -271,6 +322,7 @@ absl::Status SessionStore::Pin(const std::string& id) {
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
   if (!it->second.error.ok()) return it->second.error;
   if (it->second.pinned) return absl::FailedPreconditionError(absl::StrCat("session ", id, " has a turn running"));
+  RETURN_IF_ERROR(CheckTenantQuota(id, /*new_session=*/false));
   it->second.pinned = true;
   return absl::OkStatus();
 }

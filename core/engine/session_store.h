@@ -20,6 +20,8 @@
 //     session never comes back after a restart;
 //   * SaveAll (drain) writes only sessions whose file is stale, in batches of drain_batch_files files
 //     with one syncfs per batch instead of one fsync per file.
+// Tenants: a store key is "<id>" (no tenant) or "<tenant>~<id>" (SessionKey); the snapshot file of a
+// key is <dir>/<key>.tsession. Per-tenant quotas count the sessions and state bytes of each tenant.
 //
 // Thread-safety: every public method takes the store's own std::mutex, so session RPCs may call it
 // from any thread while the engine thread runs turns. The engine thread is the only one that touches a
@@ -65,6 +67,8 @@ struct SessionStoreOptions {
   bool write_through = false;             // write each session's snapshot at Create/Fork/turn end
   int64_t drain_batch_files = 512;        // SaveAll: files per syncfs
   int64_t drain_batch_bytes = 256ll << 20;  // SaveAll: snapshot bytes held in memory per batch
+  int64_t max_tenant_sessions = 0;        // per tenant (key prefix); 0 = no quota
+  int64_t max_tenant_state_bytes = 0;     // per tenant, every tier; 0 = no quota
   SessionCodec codec;
   std::function<SessionCursor()> fresh;   // an empty cursor for the model (required)
   std::function<SteadyTime()> clock;      // null = steady_clock::now (tests inject one)
@@ -88,6 +92,12 @@ struct DrainResult {
 
 // [A-Za-z0-9._-]{1,128}
 bool IsValidSessionId(const std::string& id);
+// Tenant names: [A-Za-z0-9._-]{1,64}.
+bool IsValidTenant(const std::string& tenant);
+// The store key of a tenant's session: id when tenant is "", else tenant + "~" + id.
+std::string SessionKey(const std::string& tenant, const std::string& id);
+// A valid id, or "<valid tenant>~<valid id>".
+bool IsValidSessionKey(const std::string& key);
 // 128 random bits from std::random_device, 32 lowercase hex digits.
 std::string RandomSessionId();
 
@@ -96,7 +106,8 @@ class SessionStore {
   // Creates `dir` if needed and lists the snapshots found there (restored lazily).
   static absl::StatusOr<std::unique_ptr<SessionStore>> Open(SessionStoreOptions options);
 
-  // requested_id empty = server-chosen id. INVALID_ARGUMENT / ALREADY_EXISTS / RESOURCE_EXHAUSTED.
+  // requested_id: a key (see SessionKey); empty = server-chosen id (no tenant).
+  // INVALID_ARGUMENT / ALREADY_EXISTS / RESOURCE_EXHAUSTED (server limit or the tenant's quota).
   absl::StatusOr<SessionInfo> Create(const std::string& requested_id);
   absl::StatusOr<SessionInfo> Get(const std::string& id) const;
   std::vector<SessionInfo> List() const;
@@ -106,7 +117,8 @@ class SessionStore {
   // source is verified (codec.verify) first: a corrupt one fails here with its error.
   absl::StatusOr<SessionInfo> Fork(const std::string& id, const std::string& new_id);
 
-  // A turn: Pin (NOT_FOUND, busy -> FAILED_PRECONDITION, broken snapshot -> its error), then on the
+  // A turn: Pin (NOT_FOUND, busy -> FAILED_PRECONDITION, broken snapshot -> its error, tenant's state
+  // quota used up -> RESOURCE_EXHAUSTED), then on the
   // engine thread Materialize (restores to the device), then Unpin (drop = the state is unusable:
   // delete the session). Budgets are enforced at Unpin.
   absl::Status Pin(const std::string& id);
@@ -144,6 +156,7 @@ class SessionStore {
   absl::Status Persist(const std::string& id, Entry& e);       // write_through after a change
   void ToHost(Entry& e, std::string bytes);
   absl::Status ToDisk(const std::string& id, Entry& e, std::string_view device_bytes);
+  absl::Status CheckTenantQuota(const std::string& key, bool new_session) const;
   absl::Status ToDevice(const std::string& id, Entry& e);
   void EnforceBudgets();
   absl::Status StorageFull() const;

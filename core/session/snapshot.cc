@@ -4,7 +4,7 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
-#include "core/common/sha256.h"
+#include "core/session/snapshot_mac.h"
 #include "core/common/status.h"
 #include "core/session/atomic_file.h"
 #include "core/weights/mapped_file.h"
@@ -89,9 +89,7 @@ absl::StatusOr<std::string> Serialize(const SessionCursor& cur, const SnapshotBi
   if (static_cast<int64_t>(out.size() - data_start) != h.data_bytes) {
     return absl::InternalError("snapshot data size differs from its header");
   }
-  Sha256 sha;
-  sha.Update(out.data(), out.size());
-  const auto digest = sha.Final();
+  const SnapshotDigest digest = ComputeSnapshotDigest(b.hmac_key, out);
   out.append(reinterpret_cast<const char*>(digest.data()), digest.size());
   return out;
 }
@@ -106,16 +104,17 @@ at::Tensor TakeTensor(const char** p, at::IntArrayRef shape, at::ScalarType dtyp
 
 absl::StatusOr<SessionCursor> Deserialize(std::string_view bytes, const SnapshotBinding& expected,
                                           at::Device device, const std::string& source) {
-  ASSIGN_OR_RETURN(const SnapshotHeader h, ParseSnapshotHeader(bytes, source));
+  ASSIGN_OR_RETURN(const SnapshotHeader h, ParseSnapshotHeader(bytes, source, expected.hmac_key));
   if (bytes.size() != static_cast<uint64_t>(h.file_bytes)) {
     return absl::DataLossError(absl::StrCat(source, ": snapshot is ", bytes.size(), " bytes, its header says ",
                                             h.file_bytes, bytes.size() < h.file_bytes ? " (truncated)" : ""));
   }
-  Sha256 sha;
-  sha.Update(bytes.data(), bytes.size() - kSnapshotDigestBytes);
-  const auto digest = sha.Final();
-  if (std::memcmp(digest.data(), bytes.data() + bytes.size() - kSnapshotDigestBytes, kSnapshotDigestBytes) != 0) {
-    return absl::DataLossError(absl::StrCat(source, ": snapshot checksum mismatch"));
+  const SnapshotDigest digest =
+      ComputeSnapshotDigest(expected.hmac_key, bytes.substr(0, bytes.size() - kSnapshotDigestBytes));
+  if (!SnapshotDigestEquals(digest, bytes.data() + bytes.size() - kSnapshotDigestBytes)) {
+    return absl::DataLossError(absl::StrCat(source, expected.hmac_key.empty()
+                                                        ? ": snapshot checksum mismatch"
+                                                        : ": snapshot authentication failed (HMAC mismatch)"));
   }
   RETURN_IF_ERROR(CheckSnapshotBinding(h.binding, expected, source));
   ASSIGN_OR_RETURN(const at::ScalarType dtype, DtypeOf(h.binding.dtype));
@@ -176,14 +175,14 @@ absl::StatusOr<SessionCursor> ReadSnapshotFile(const std::string& path, const Sn
   return Guarded(path, [&] { return Deserialize(bytes, expected, device, path); });
 }
 
-absl::StatusOr<SnapshotHeader> PeekSnapshotHeader(std::string_view bytes) {
-  return ParseSnapshotHeader(bytes, kInMemory);
+absl::StatusOr<SnapshotHeader> PeekSnapshotHeader(std::string_view bytes, const std::string& hmac_key) {
+  return ParseSnapshotHeader(bytes, kInMemory, hmac_key);
 }
 
-absl::StatusOr<SnapshotHeader> ReadSnapshotHeaderFile(const std::string& path) {
+absl::StatusOr<SnapshotHeader> ReadSnapshotHeaderFile(const std::string& path, const std::string& hmac_key) {
   ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> map, MappedFile::Open(path));
   const std::string_view bytes(reinterpret_cast<const char*>(map->data()), map->size());
-  ASSIGN_OR_RETURN(SnapshotHeader h, ParseSnapshotHeader(bytes, path));
+  ASSIGN_OR_RETURN(SnapshotHeader h, ParseSnapshotHeader(bytes, path, hmac_key));
   if (bytes.size() != static_cast<uint64_t>(h.file_bytes)) {
     return absl::DataLossError(
         absl::StrCat(path, ": snapshot is ", bytes.size(), " bytes, its header says ", h.file_bytes));

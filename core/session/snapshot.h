@@ -1,7 +1,8 @@
 // Versioned, checksummed serialised form of a SessionCursor, bound to the model and adapter it came from
 // (layout in snapshot_format.h). Readers validate everything and never crash or over-read:
 //   wrong magic / unknown version / malformed header      -> INVALID_ARGUMENT
-//   truncated, trailing bytes or checksum mismatch         -> DATA_LOSS
+//   truncated, trailing bytes, checksum or HMAC mismatch   -> DATA_LOSS
+//   unsigned (v1) under a key                              -> INVALID_ARGUMENT; signed (v2) without -> FAILED_PRECONDITION
 //   other model / adapter / layer count / KV shape / dtype -> FAILED_PRECONDITION naming both ids
 //   missing file                                           -> NOT_FOUND
 // Messages start with the file path (or "snapshot" for in-memory bytes). c10::Error never escapes.
@@ -36,9 +37,10 @@ absl::StatusOr<SessionCursor> ReadSnapshotFile(const std::string& path, const Sn
                                                at::Device device);
 
 // The header (binding, num_tokens, pending, layers, byte sizes) without loading or verifying tensor
-// data. `bytes` is a whole snapshot or a prefix holding at least the header and its digest.
-absl::StatusOr<SnapshotHeader> PeekSnapshotHeader(std::string_view bytes);
+// data. `bytes` is a whole snapshot or a prefix holding at least the header and its digest. The header
+// digest is checked with `hmac_key` (empty = unsigned version 1; see snapshot_format.h).
+absl::StatusOr<SnapshotHeader> PeekSnapshotHeader(std::string_view bytes, const std::string& hmac_key = "");
 // Same for a file; also checks that the file has exactly header.file_bytes bytes (DATA_LOSS if not).
-absl::StatusOr<SnapshotHeader> ReadSnapshotHeaderFile(const std::string& path);
+absl::StatusOr<SnapshotHeader> ReadSnapshotHeaderFile(const std::string& path, const std::string& hmac_key = "");
 
 }  // namespace titand

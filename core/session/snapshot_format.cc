@@ -8,8 +8,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "core/common/sha256.h"
 #include "core/common/status.h"
+#include "core/session/snapshot_mac.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "snapshot format assumes a little-endian host");
 
@@ -209,17 +209,17 @@ absl::Status ValidateSnapshotHeader(SnapshotHeader* h, const std::string& source
 std::string EncodeSnapshotHeader(const SnapshotHeader& h) {
   const std::string text = HeaderToJson(h).dump();
   std::string out(kSnapshotMagic, 8);
-  AppendU32(&out, kSnapshotVersion);
+  const std::string& key = h.binding.hmac_key;
+  AppendU32(&out, key.empty() ? kSnapshotVersion : kSnapshotVersionHmac);
   AppendU32(&out, static_cast<uint32_t>(text.size()));
   out += text;
-  Sha256 sha;
-  sha.Update(out.data(), out.size());
-  const auto digest = sha.Final();
+  const SnapshotDigest digest = ComputeSnapshotDigest(key, out);
   out.append(reinterpret_cast<const char*>(digest.data()), digest.size());
   return out;
 }
 
-absl::StatusOr<SnapshotHeader> ParseSnapshotHeader(std::string_view bytes, const std::string& source) {
+absl::StatusOr<SnapshotHeader> ParseSnapshotHeader(std::string_view bytes, const std::string& source,
+                                                   const std::string& hmac_key) {
   const size_t magic_seen = std::min<size_t>(bytes.size(), 8);
   if (magic_seen > 0 && std::memcmp(bytes.data(), kSnapshotMagic, magic_seen) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -230,9 +230,17 @@ absl::StatusOr<SnapshotHeader> ParseSnapshotHeader(std::string_view bytes, const
     return absl::DataLossError(absl::StrCat(source, ": truncated snapshot (", bytes.size(), " bytes)"));
   }
   const uint32_t version = LoadU32(bytes.data() + 8);
-  if (version != kSnapshotVersion) {
+  if (version != kSnapshotVersion && version != kSnapshotVersionHmac) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": unknown snapshot format version ", version,
-                                                   " (this build reads version ", kSnapshotVersion, ")"));
+                                                   " (this build reads versions 1 and 2)"));
+  }
+  if (version == kSnapshotVersion && !hmac_key.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": unsigned snapshot (version 1) refused: this server only accepts HMAC-signed snapshots"));
+  }
+  if (version == kSnapshotVersionHmac && hmac_key.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        source, ": HMAC-signed snapshot (version 2): start the server with its --snapshot-key-file to read it"));
   }
   const uint32_t hlen = LoadU32(bytes.data() + 12);
   if (hlen > kSnapshotMaxHeaderBytes) {
@@ -243,11 +251,11 @@ absl::StatusOr<SnapshotHeader> ParseSnapshotHeader(std::string_view bytes, const
     return absl::DataLossError(
         absl::StrCat(source, ": truncated snapshot (", bytes.size(), " bytes, header needs ", prefix + 32, ")"));
   }
-  Sha256 sha;
-  sha.Update(bytes.data(), prefix);
-  const auto digest = sha.Final();
-  if (std::memcmp(digest.data(), bytes.data() + prefix, kSnapshotDigestBytes) != 0) {
-    return absl::DataLossError(absl::StrCat(source, ": snapshot header checksum mismatch"));
+  if (!SnapshotDigestEquals(ComputeSnapshotDigest(hmac_key, bytes.substr(0, prefix)), bytes.data() + prefix)) {
+    return absl::DataLossError(absl::StrCat(source, hmac_key.empty()
+                                                        ? ": snapshot header checksum mismatch"
+                                                        : ": snapshot header authentication failed (HMAC mismatch: "
+                                                          "another key, or the file was altered)"));
   }
   const json j = json::parse(bytes.data() + kSnapshotPrefixBytes, bytes.data() + prefix, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Bad(source, "header is not valid JSON");

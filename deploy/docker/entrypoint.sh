@@ -9,5 +9,5 @@ case " $* " in
   *) [ -f "${TITAND_ADAPTER_DIR:-}/tptt_config.json" ] && TPTT="--tptt=${TITAND_ADAPTER_DIR}" ;;
 esac
 exec /opt/titand/bin/titand \
-  --model=smollm2-135m --host=0.0.0.0 --port=50051 --metrics-port=9464 \
+  --model=smollm2-135m --host=0.0.0.0 --port=50051 --metrics-port=9464 --metrics-host=0.0.0.0 \
   --session-dir=/var/lib/titand/sessions ${TPTT} "$@"

@@ -64,6 +64,7 @@ class Titand:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.address = f"127.0.0.1:{self.port}"
+        self.health_address = self.address  # a plaintext --health-port when the gRPC port speaks TLS
         self.health_seen = []
 
     def log_text(self) -> str:
@@ -73,7 +74,7 @@ class Titand:
     def health(self, timeout=1.0) -> str:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
-        with grpc.insecure_channel(self.address) as ch:
+        with grpc.insecure_channel(self.health_address) as ch:
             try:
                 resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
             except grpc.RpcError as e:

@@ -16,7 +16,7 @@ import time
 import pytest
 import yaml
 
-from conftest_server import BIN, REPO, Titand, need
+from conftest_server import BIN, REPO, Titand, free_port, need
 
 VENV_BIN = REPO / ".venv" / "bin"
 OVERLAYS = ["cpu", "gpu"]
@@ -55,7 +55,8 @@ def test_every_object_valid_against_kubernetes_schemas(rendered):
     overlay, docs = rendered
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["ConfigMap", "Service", "Service", "Service", "Deployment", "StatefulSet",
-                            "PodDisruptionBudget", "HorizontalPodAutoscaler", "PodMonitor"]), kinds
+                            "PodDisruptionBudget", "HorizontalPodAutoscaler", "PodMonitor",
+                            "NetworkPolicy"]), kinds
     for d in docs:
         if d["apiVersion"].startswith("monitoring.coreos.com/"):
             continue  # a CRD: checked below
@@ -119,10 +120,13 @@ def test_manifest_cross_references(rendered):
     c = container(docs)
     args = flag_args(c["args"])
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"grpc": int(args["port"]), "metrics": int(args["metrics_port"])}
+    assert ports == {"grpc": int(args["port"]), "metrics": int(args["metrics_port"]),
+                     "health": int(args["health_port"])}
     assert args["host"] == "0.0.0.0"
+    # gRPC speaks TLS, so the probes use the plaintext health-only port (kubelet gRPC probes have no TLS).
+    assert args["tls_cert"] and args["tls_key"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["grpc"]["port"] == ports["grpc"], probe
+        assert c[probe]["grpc"]["port"] == ports["health"], probe
         assert c[probe]["grpc"].get("service", "") == ""
     # Session snapshots on the per-replica volume.
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
@@ -154,6 +158,36 @@ def test_manifest_cross_references(rendered):
     assert c["image"] == f"titand:{overlay}"
     assert parse_size(res["limits"]["memory"]) > parse_size(args["device_state_budget"]) + \
         parse_size(args["host_state_budget"])
+
+
+def test_secrets_mounted_where_the_flags_point(rendered):
+    """Every secret file a flag names is a key of a Secret volume mounted at that folder; the example
+    Secrets in deploy/secrets/ have exactly those names and keys and pass the Kubernetes schema."""
+    _, docs = rendered
+    c = container(docs)
+    args = flag_args(c["args"])
+    pod = by_kind(docs, "StatefulSet", "titand")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    needed = {}
+    for flag in ("tls_cert", "tls_key", "auth_token_file", "snapshot_key_file"):
+        folder, key = args[flag].rsplit("/", 1)
+        m = mounts[folder]
+        assert m.get("readOnly") is True and "subPath" not in m, flag  # subPath mounts never update
+        needed.setdefault(volumes[m["name"]]["secret"]["secretName"], set()).add(key)
+    envoy = by_kind(docs, "Deployment", "titand-envoy")["spec"]["template"]["spec"]
+    for v in envoy["volumes"]:
+        if "secret" in v:
+            keys = {i["key"] for i in v["secret"].get("items", [])} or {"tls.crt", "tls.key"}
+            needed.setdefault(v["secret"]["secretName"], set()).update(keys)
+    examples = {}
+    for p in sorted((REPO / "deploy" / "secrets").glob("*.example.yaml")):
+        for d in yaml.safe_load_all(p.read_text()):
+            k8s_validate(d)
+            examples[d["metadata"]["name"]] = set(d["stringData"])
+    assert set(needed) == set(examples), (needed, examples)
+    for name, keys in needed.items():
+        assert keys <= examples[name], (name, keys, examples[name])
 
 
 def parse_size(text):
@@ -262,8 +296,12 @@ def live(tmp_path_factory):
     kubectl = need(VENV_BIN / "kubectl", "run scripts/setup_deploy_tools.sh")
     out = subprocess.run([str(kubectl), "kustomize", str(REPO / "deploy" / "overlays" / "cpu")],
                          capture_output=True, text=True, check=True).stdout
+    # Secret files (TLS, tokens, snapshot key) do not exist here: those flags are tested against a live
+    # server in test_security.py; the health port is swapped for a free one like the other ports.
     args = [a for a in container([d for d in yaml.safe_load_all(out) if d])["args"]
-            if not re.match(r"--(host|port|metrics-port|session-dir|model)=", a)]
+            if not re.match(r"--(host|port|metrics-port|session-dir|model|tls-cert|tls-key|auth-token-file|"
+                            r"snapshot-key-file|health-port)=", a)]
+    args.append(f"--health-port={free_port()}")
     s = Titand(tmp_path_factory.mktemp("titand-deploy"), *args).wait_serving()
     yield s
     s.terminate()

@@ -51,16 +51,56 @@ def _request(text=None, tokens=None, chat=None, session_id="", max_tokens=None, 
     return req
 
 
-class Client:
-    """Client(address="127.0.0.1:50051"). Every call takes an optional timeout in seconds."""
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds "authorization: Bearer <token>" to every call (over TLS or plaintext alike)."""
 
-    def __init__(self, address: str = "127.0.0.1:50051"):
+    def __init__(self, token: str):
+        self._md = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details):
+        md = list(details.metadata or []) + [self._md]
+        return details._replace(metadata=md) if hasattr(details, "_replace") else _Details(details, md)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, d, metadata):
+        self.method, self.timeout, self.metadata = d.method, d.timeout, metadata
+        self.credentials = d.credentials
+        self.wait_for_ready = getattr(d, "wait_for_ready", None)
+        self.compression = getattr(d, "compression", None)
+
+
+class Client:
+    """Client(address="127.0.0.1:50051"). Every call takes an optional timeout in seconds.
+
+    token: bearer token (API key) of a server with authentication on.
+    root_certificates: PEM bytes of the CA that signed the server's certificate -> TLS channel;
+    private_key + certificate_chain: this client's certificate (mutual TLS); server_name overrides the
+    name checked against the server certificate (e.g. "localhost" when dialling 127.0.0.1)."""
+
+    def __init__(self, address: str = "127.0.0.1:50051", token: Optional[str] = None,
+                 root_certificates: Optional[bytes] = None, private_key: Optional[bytes] = None,
+                 certificate_chain: Optional[bytes] = None, server_name: Optional[str] = None):
         self.address = address
-        self.channel = grpc.insecure_channel(address)
+        if root_certificates is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
+            opts = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+            self.channel = grpc.secure_channel(address, creds, options=opts)
+        else:
+            self.channel = grpc.insecure_channel(address)
+        self._health_channel = self.channel
+        if token is not None:
+            self.channel = grpc.intercept_channel(self.channel, _BearerToken(token))
         self.stub = pb_grpc.InferenceStub(self.channel)
 
     def close(self) -> None:
-        self.channel.close()
+        self._health_channel.close()
 
     def __enter__(self):
         return self
@@ -103,7 +143,19 @@ class Client:
         return self.stub.GetSession(pb.GetSessionRequest(session_id=session_id), timeout=timeout)
 
     def list_sessions(self, timeout: Optional[float] = None) -> List[pb.Session]:
-        return list(self.stub.ListSessions(pb.ListSessionsRequest(), timeout=timeout).sessions)
+        """Every session of the caller, following the pages."""
+        out, token = [], ""
+        while True:
+            page = self.list_sessions_page(page_size=1000, page_token=token, timeout=timeout)
+            out.extend(page.sessions)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def list_sessions_page(self, page_size: int = 0, page_token: str = "",
+                           timeout: Optional[float] = None) -> pb.ListSessionsResponse:
+        return self.stub.ListSessions(pb.ListSessionsRequest(page_size=page_size, page_token=page_token),
+                                      timeout=timeout)
 
     def delete_session(self, session_id: str, timeout: Optional[float] = None) -> None:
         self.stub.DeleteSession(pb.DeleteSessionRequest(session_id=session_id), timeout=timeout)
@@ -120,6 +172,6 @@ class Client:
     def health(self, service: str = "", timeout: float = 5.0) -> str:
         """"SERVING" / "NOT_SERVING" / ... from grpc.health.v1 (needs grpcio-health-checking)."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc
-        stub = health_pb2_grpc.HealthStub(self.channel)
+        stub = health_pb2_grpc.HealthStub(self._health_channel)
         resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)

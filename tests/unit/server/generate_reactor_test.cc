@@ -67,16 +67,18 @@ class FakeEngine : public Engine {
     absl::MutexLock lock(&mu_);
     if (flags_.count(id)) flags_[id]->store(true);
   }
-  absl::Status Abort(const std::string&) override { return absl::NotFoundError("no such request"); }
-  absl::StatusOr<SessionInfo> CreateSession(const std::string& id) override {
+  absl::Status Abort(const std::string&, const std::string&) override { return absl::NotFoundError("no such request"); }
+  absl::StatusOr<SessionInfo> CreateSession(const std::string& id, const std::string&) override {
     return SessionInfo{id.empty() ? "generated" : id};
   }
-  absl::StatusOr<SessionInfo> GetSession(const std::string& id) override {
+  absl::StatusOr<SessionInfo> GetSession(const std::string& id, const std::string&) override {
     return absl::NotFoundError("session '" + id + "' not found");
   }
-  absl::StatusOr<std::vector<SessionInfo>> ListSessions() override { return std::vector<SessionInfo>{}; }
-  absl::Status DeleteSession(const std::string&) override { return absl::OkStatus(); }
-  absl::StatusOr<SessionInfo> ForkSession(const std::string&, const std::string&) override {
+  absl::StatusOr<std::vector<SessionInfo>> ListSessions(const std::string&) override {
+    return std::vector<SessionInfo>{};
+  }
+  absl::Status DeleteSession(const std::string&, const std::string&) override { return absl::OkStatus(); }
+  absl::StatusOr<SessionInfo> ForkSession(const std::string&, const std::string&, const std::string&) override {
     return absl::FailedPreconditionError("busy");
   }
   absl::Status WarmUp() override { return absl::OkStatus(); }
