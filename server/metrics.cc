@@ -76,7 +76,7 @@ void ServerMetrics::RecordTokens(int n, double gap_seconds) {
 }
 
 void ServerMetrics::RecordFinished(const StreamChunk& c, const std::string& code) {
-  requests_.Add({{"finish_reason", FinishLabel(c.finish)}, {"code", code}}).Increment();
+  requests_.Add({{"finish_reason", FinishReasonName(c.finish)}, {"code", code}}).Increment();
   prompt_tokens_.Increment(static_cast<double>(c.usage.prompt_tokens));
   latency_.Observe(c.timing.total_seconds);
   queue_.Observe(c.timing.queue_seconds);

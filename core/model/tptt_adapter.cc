@@ -151,7 +151,7 @@ static absl::StatusOr<TpttAdapter> ReadTpttAdapterUnguarded(const std::string& d
   json j = json::parse(ctext, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return Bad(cpath, "not a JSON object");
   static const std::set<std::string> kKeys = {"format", "version", "base_model", "operator", "feature_map", "window",
-                                              "gates", "constants", "layers", "mu", "lora", "training"};
+                                              "sinks", "gates", "constants", "layers", "mu", "lora", "training"};
   for (const auto& [k, v] : j.items()) {
     if (!kKeys.count(k)) return Bad(cpath, absl::StrCat("unknown key '", k, "'"));
   }
@@ -179,6 +179,12 @@ static absl::StatusOr<TpttAdapter> ReadTpttAdapterUnguarded(const std::string& d
       return Bad(cpath, "window must be null or an integer >= 1");
     }
     a.window = j["window"].get<int64_t>();
+  }
+  if (j.contains("sinks")) {  // optional, default 0 (adapters written before sinks existed)
+    const json& s = j["sinks"];
+    if (!s.is_number_integer() || s.get<int64_t>() < 0) return Bad(cpath, "sinks must be an integer >= 0");
+    a.sinks = s.get<int64_t>();
+    if (a.sinks > 0 && !a.window) return Bad(cpath, "sinks > 0 needs a window (window is null)");
   }
   const std::string gates = j["gates"].get<std::string>();
   if (gates != "learned" && gates != "constant") return Bad(cpath, absl::StrCat("unknown gates '", gates, "'"));
@@ -408,7 +414,7 @@ absl::Status ApplyTptt(CausalLM& model, const TpttAdapter& a, std::optional<doub
       p.c_a = get("c_a");
     }
     p.mu = mu_override ? at::full({c.num_heads}, *mu_override, at::kFloat) : a.mu.at(i);
-    model.SetHybrid(i, std::make_unique<HybridLayer>(std::move(p)), a.window);
+    model.SetHybrid(i, std::make_unique<HybridLayer>(std::move(p)), a.window, a.sinks);
   }
   return absl::OkStatus();
 }
