@@ -164,6 +164,7 @@ absl::Status Dequantize(GgmlType type, const uint8_t* src, size_t src_bytes, int
     return absl::OutOfRangeError(absl::StrFormat("%s: %d elements need %u bytes, only %u available",
                                                  GgmlTypeName(type), n, need, src_bytes));
   }
+  if (n == 0) return absl::OkStatus();  // (an empty tensor: dst may be null, memcpy must not see it)
   const int64_t bs = GgmlBlockSize(type);
   const size_t bb = GgmlBlockBytes(type);
   const int64_t blocks = n / bs;

@@ -111,34 +111,41 @@ def test_restore_keeps_the_snapshot_until_a_newer_one_is_durable(tc, tmp_path):
     """Issue 11 item 5 as reported: sessions on disk, turns running (restores), kill -9: none lost."""
     sdir = tmp_path / "sessions"
     rng = random.Random(5)
-    a = Titand(tmp_path, "--session-write-through=false", session_dir=sdir).wait_serving()
-    c = tc.Client(a.address)
-    hist = {}
-    for _ in range(6):
-        sid = c.create_session().id
-        p = prompt(rng)
-        r = c.complete(session_id=sid, tokens=p, max_tokens=MAX_NEW, ignore_eos=True, timeout=60)
-        hist[sid] = p + list(r.token_ids)
-    c.close()
-    assert a.terminate() == 0, a.log_path.read_text()  # drain: all on disk
-    b = Titand(tmp_path, "--session-write-through=false", session_dir=sdir).wait_serving()
-    c = tc.Client(b.address)
-    for sid in hist:  # each turn restores the session from disk
-        c.complete(session_id=sid, tokens=prompt(rng), max_tokens=MAX_NEW, ignore_eos=True, timeout=60)
-    c.close()
-    b.proc.kill()
-    b.proc.wait()
-    b.kill()
-    d = Titand(tmp_path, session_dir=sdir).wait_serving()
-    c = tc.Client(d.address)
+    servers = []
+
+    def start(*extra):
+        srv = Titand(tmp_path, *extra, session_dir=sdir)
+        servers.append(srv)
+        return srv.wait_serving()
+
     try:
+        a = start("--session-write-through=false")
+        c = tc.Client(a.address)
+        hist = {}
+        for _ in range(6):
+            sid = c.create_session().id
+            p = prompt(rng)
+            r = c.complete(session_id=sid, tokens=p, max_tokens=MAX_NEW, ignore_eos=True, timeout=60)
+            hist[sid] = p + list(r.token_ids)
+        c.close()
+        assert a.terminate() == 0, a.log_path.read_text()  # drain: all on disk
+        b = start("--session-write-through=false")
+        c = tc.Client(b.address)
+        for sid in hist:  # each turn restores the session from disk
+            c.complete(session_id=sid, tokens=prompt(rng), max_tokens=MAX_NEW, ignore_eos=True, timeout=60)
+        c.close()
+        b.proc.kill()  # kill -9 after the restores, no drain
+        b.proc.wait()
+        d = start()
+        c = tc.Client(d.address)
         assert sorted(s.id for s in c.list_sessions()) == sorted(hist)
         for sid, h in hist.items():  # the last durable snapshot: the history before the lost turn
             assert c.get_session(sid).history_tokens == len(h)
             check_history(c, sid, h, rng)
-    finally:
         c.close()
-        d.kill()
+    finally:
+        for srv in servers:
+            srv.kill()
 
 
 def mount_tmpfs(path, size):
@@ -155,9 +162,12 @@ def umount(path):
 def test_full_disk_is_counted_bounded_refused_and_reported_by_the_drain(tc, tmp_path):
     sdir = tmp_path / "full"
     mount_tmpfs(sdir, "64k")
+    servers = []
     try:
         a = Titand(tmp_path, "--session-write-through=false", "--device-state-budget=1",
-                   "--host-state-budget=1", session_dir=sdir).wait_serving()
+                   "--host-state-budget=1", session_dir=sdir)
+        servers.append(a)
+        a.wait_serving()
         c = tc.Client(a.address)
         rng = random.Random(3)
         sid = c.create_session().id  # an empty session's snapshot still fits the 64 KiB
@@ -178,14 +188,23 @@ def test_full_disk_is_counted_bounded_refused_and_reported_by_the_drain(tc, tmp_
         assert rc != 0 and "NOT saved" in log, (rc, log)
         assert "snapshot write failed" in log or "No space left" in log, log
     finally:
+        for srv in servers:
+            srv.kill()
         umount(sdir)
 
 
 def test_read_only_dir_refuses_deletes_so_nothing_comes_back(tc, tmp_path):
     sdir = tmp_path / "ro"
     mount_tmpfs(sdir, "256m")
+    servers = []
+
+    def start(*extra):
+        srv = Titand(tmp_path, *extra, session_dir=sdir)
+        servers.append(srv)
+        return srv.wait_serving()
+
     try:
-        a = Titand(tmp_path, session_dir=sdir).wait_serving()
+        a = start()
         c = tc.Client(a.address)
         keep, gone = c.create_session().id, c.create_session().id
         c.complete(session_id=keep, tokens=[400, 500], max_tokens=MAX_NEW, ignore_eos=True, timeout=60)
@@ -193,7 +212,7 @@ def test_read_only_dir_refuses_deletes_so_nothing_comes_back(tc, tmp_path):
         c.close()
         assert a.terminate() == 0, a.log_path.read_text()
         subprocess.run(["mount", "-o", "remount,ro", str(sdir)], check=True)
-        b = Titand(tmp_path, "--session-write-through=false", session_dir=sdir).wait_serving()
+        b = start("--session-write-through=false")
         c = tc.Client(b.address)
         with pytest.raises(grpc.RpcError) as e:
             c.delete_session(keep)
@@ -208,10 +227,11 @@ def test_read_only_dir_refuses_deletes_so_nothing_comes_back(tc, tmp_path):
         assert metric_value(b.metrics(), "titand_session_disk_errors_total", op="remove") >= 1
         c.close()
         b.kill()
-        d = Titand(tmp_path, session_dir=sdir).wait_serving()  # still read-only: both as before
+        d = start()  # still read-only: both as before
         c = tc.Client(d.address)
         assert sorted(s.id for s in c.list_sessions()) == [keep]
         c.close()
-        d.kill()
     finally:
+        for srv in servers:
+            srv.kill()
         umount(sdir)

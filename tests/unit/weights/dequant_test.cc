@@ -274,5 +274,12 @@ TEST(PermuteTest, RoundTripAndHfLayout) {
   EXPECT_EQ(t, bias);
 }
 
+// Found by fuzz_gguf (UBSan): an empty tensor reached memcpy with a null destination.
+TEST(DequantTest, EmptyTensorTouchesNothing) {
+  for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ4_1}) {
+    EXPECT_TRUE(Dequantize(t, nullptr, 0, 0, nullptr).ok()) << GgmlTypeName(t);
+  }
+}
+
 }  // namespace
 }  // namespace titand
