@@ -45,6 +45,16 @@ absl::Status EngineImpl::Start() {
   so.codec = MakeSnapshotCodec(b, m.options().device);
   so.fresh = [&m] { return SessionCursor{m.NewState(), {}}; };
   ASSIGN_OR_RETURN(store_, SessionStore::Open(std::move(so)));
+  if (config_.use_shared_store) {
+    SharedTierConfig sc;
+    sc.store = config_.shared_store;
+    sc.store.ttl_seconds = config_.session_ttl_seconds;
+    sc.retry_seconds = config_.shared_retry_seconds;
+    SessionStore* store = store_.get();
+    // A pending write lost to a newer stored state: the local copy is stale, drop it (unless busy: its
+    // running turn's own write will be rejected the same way).
+    ASSIGN_OR_RETURN(shared_, SharedTier::Start(std::move(sc), [store](const std::string& id) { (void)store->Delete(id); }));
+  }
   last_sweep_ = std::chrono::steady_clock::now();
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
@@ -99,13 +109,15 @@ absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback
   if (!on_chunk) return absl::InvalidArgumentError("a chunk callback is required");
   int64_t history = 0;
   const std::string sid = req.session_id;
+  std::string lease_token;
   if (!sid.empty()) {
-    RETURN_IF_ERROR(store_->Pin(sid));  // NOT_FOUND / FAILED_PRECONDITION (busy) / snapshot error
+    RETURN_IF_ERROR(PinForTurn(sid, &lease_token));  // NOT_FOUND / FAILED_PRECONDITION (busy) / ABORTED ...
     auto info = store_->Get(sid);
     if (info.ok()) history = info->history_tokens;
   }
   auto unpin_on_error = [&](absl::Status st) {
     if (!sid.empty()) store_->Unpin(sid);
+    if (shared_ && !sid.empty()) shared_->EndTurn(sid, lease_token, false, nullptr, [](SharedWrite) {});
     return st;
   };
   auto prompt = BuildPrompt(req, history == 0);
@@ -118,6 +130,7 @@ absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback
 
   auto r = std::make_unique<LiveRequest>();
   r->prompt = std::move(prompt).value();
+  r->lease_token = lease_token;
   r->cb = std::move(on_chunk);
   r->enqueued = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mu_);
@@ -150,15 +163,6 @@ absl::Status EngineImpl::Abort(const std::string& request_id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<SessionInfo> EngineImpl::CreateSession(const std::string& requested_id) {
-  return store_->Create(requested_id);
-}
-absl::StatusOr<SessionInfo> EngineImpl::GetSession(const std::string& id) { return store_->Get(id); }
-absl::StatusOr<std::vector<SessionInfo>> EngineImpl::ListSessions() { return store_->List(); }
-absl::Status EngineImpl::DeleteSession(const std::string& id) { return store_->Delete(id); }
-absl::StatusOr<SessionInfo> EngineImpl::ForkSession(const std::string& id, const std::string& new_id) {
-  return store_->Fork(id, new_id);
-}
 
 absl::Status EngineImpl::WarmUp() {
   GenerateRequest req;
@@ -188,6 +192,7 @@ void EngineImpl::Shutdown(bool drain) {
     draining_ = drain;
   }
   if (thread_.joinable()) thread_.join();
+  if (drain && shared_) shared_->Flush(std::chrono::seconds(10));  // pending write-throughs
   if (drain && store_ && !config_.session_dir.empty()) {
     absl::Status st = store_->SaveAll();
     if (!st.ok()) std::cerr << "engine: drain could not save every session: " << st << "\n";
@@ -212,6 +217,7 @@ EngineStats EngineImpl::Stats() const {
     s.resident_state_bytes = ss.device_bytes;
     s.host_state_bytes = ss.host_bytes;
   }
+  if (shared_) s.shared = shared_->Stats();
   return s;
 }
 

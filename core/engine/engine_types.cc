@@ -6,6 +6,16 @@
 
 namespace titand {
 
+const char* SharedWriteName(SharedWrite w) {
+  switch (w) {
+    case SharedWrite::kNone: return "none";
+    case SharedWrite::kDurable: return "durable";
+    case SharedWrite::kPending: return "pending";
+    case SharedWrite::kRejected: return "rejected";
+  }
+  return "unknown";
+}
+
 const char* EngineFinishName(EngineFinish f) {
   switch (f) {
     case EngineFinish::kMaxTokens: return "max_tokens";

@@ -307,6 +307,58 @@ void SessionStore::EnforceBudgets() {
   }
 }
 
+absl::Status SessionStore::Adopt(const std::string& id, std::string bytes, bool pin, bool pinned_by_caller) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t history = 0;
+  if (opt_.codec.peek_history_bytes) {
+    auto h = opt_.codec.peek_history_bytes(bytes);
+    if (!h.ok()) return absl::Status(h.status().code(), absl::StrCat("session ", id, ": stored state: ", h.status().message()));
+    history = *h;
+  }
+  auto it = entries_.find(id);
+  if (it == entries_.end()) {
+    if (!IsValidSessionId(id)) return absl::InvalidArgumentError("session id must match [A-Za-z0-9._-]{1,128}");
+    if (static_cast<int64_t>(entries_.size()) >= opt_.max_sessions)
+      return absl::ResourceExhaustedError(absl::StrCat("session limit reached (", opt_.max_sessions, ")"));
+    Entry e;
+    e.created_unix = std::time(nullptr);
+    it = entries_.emplace(id, std::move(e)).first;
+  } else {
+    Entry& e = it->second;
+    if (e.pinned && !pinned_by_caller)
+      return absl::FailedPreconditionError(absl::StrCat("session ", id, " has a turn running"));
+    if (e.tier == SessionTier::kDevice) device_bytes_ -= e.state_bytes;
+    if (e.tier == SessionTier::kHost) host_bytes_ -= e.state_bytes;
+    if (e.tier == SessionTier::kDisk && !opt_.dir.empty()) std::remove(PathOf(id).c_str());
+    e.cursor.reset();
+  }
+  Entry& e = it->second;
+  e.tier = SessionTier::kHost;
+  e.bytes = std::move(bytes);
+  e.state_bytes = static_cast<int64_t>(e.bytes.size());
+  e.history_tokens = history;
+  e.error = absl::OkStatus();
+  e.last_used = Now();
+  e.pinned = e.pinned || pin;
+  host_bytes_ += e.state_bytes;
+  EnforceBudgets();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SessionStore::Serialize(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
+  const Entry& e = it->second;
+  if (!e.error.ok()) return e.error;
+  switch (e.tier) {
+    case SessionTier::kDevice: return opt_.codec.serialize(*e.cursor);
+    case SessionTier::kHost: return e.bytes;
+    case SessionTier::kDisk: return ReadAll(PathOf(id));
+  }
+  return absl::InternalError("unknown tier");
+}
+
 int64_t SessionStore::SweepExpired() {
   std::lock_guard<std::mutex> lock(mu_);
   const SteadyTime now = Now();
