@@ -346,11 +346,18 @@ absl::Status SessionStore::Adopt(const std::string& id, std::string bytes, bool 
 }
 
 absl::StatusOr<std::string> SessionStore::Serialize(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
   const Entry& e = it->second;
   if (!e.error.ok()) return e.error;
+  if (e.pinned && e.tier == SessionTier::kDevice) {
+    // The caller owns the pinned session's turn: nothing else touches this cursor until Unpin, so the
+    // (large) serialisation runs without blocking the store.
+    const SessionCursor* cur = e.cursor.get();
+    lock.unlock();
+    return opt_.codec.serialize(*cur);
+  }
   switch (e.tier) {
     case SessionTier::kDevice: return opt_.codec.serialize(*e.cursor);
     case SessionTier::kHost: return e.bytes;

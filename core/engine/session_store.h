@@ -85,8 +85,9 @@ class SessionStore {
   // Shared tier (core/engine/shared_tier.h). Adopt: the session's state becomes `bytes` (snapshot form,
   // host tier, verified when materialised), creating the entry if absent; pin = also pin it (the
   // caller's turn; an entry pinned by someone else -> FAILED_PRECONDITION unless the caller already
-  // holds that pin: `pinned_by_caller`). Serialize: the state's snapshot bytes from any tier (for a
-  // pinned session only once its turn has stopped touching the cursor).
+  // holds that pin: `pinned_by_caller`). Serialize: the state's snapshot bytes from any tier; for a
+  // pinned session only by the pin's owner once its turn has stopped touching the cursor (it is then
+  // serialised outside the store's mutex).
   absl::Status Adopt(const std::string& id, std::string bytes, bool pin, bool pinned_by_caller = false);
   absl::StatusOr<std::string> Serialize(const std::string& id);
 
