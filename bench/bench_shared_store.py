@@ -9,7 +9,9 @@ Starts a redis-server (loopback, no persistence) and titand replicas from build/
             turn and before the final message, so the client sees all of it).
   resume    turns alternating between two replicas A and B (every turn fetches the state the other
             replica wrote) vs consecutive turns on one replica; resume time = the difference of medians.
-The session state size is reported (bytes of the stored value). Prints one JSON object.
+The session state size is reported (bytes of the stored value), and the servers' own mean times of
+serialising a state, of a write round trip and of a fetch round trip (titand_shared_store_seconds_total).
+Prints one JSON object.
 """
 import argparse
 import json
@@ -107,6 +109,15 @@ def main():
                 first, second = (ca, cb) if i % 2 == 0 else (cb, ca)
                 local.append(timed_turn(first, sid, rng)[0])
                 cross.append(timed_turn(second, sid, rng)[0])
+            def mean(server, op, count_name, **labels):
+                m = server.metrics()
+                n = cs.metric_value(m, count_name, **labels)
+                return 1e3 * cs.metric_value(m, "titand_shared_store_seconds_total", op=op) / max(n, 1)
+            time.sleep(1.2)  # gauges/counters are refreshed every 500 ms
+            out["server_side_mean_ms"] = {
+                "serialize": mean(ra, "serialize", "titand_shared_store_writes_total", result="ok"),
+                "write_round_trip": mean(ra, "write", "titand_shared_store_writes_total", result="ok"),
+                "fetch_round_trip": mean(rb, "fetch", "titand_shared_store_fetches_total")}
             out["resume"] = {"local_turn_p50_ms": 1e3 * statistics.median(local),
                              "cross_replica_turn_p50_ms": 1e3 * statistics.median(cross),
                              "cross_replica_turn_p99_ms": 1e3 * pct(cross, 99),

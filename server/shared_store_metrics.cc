@@ -36,7 +36,13 @@ SharedStoreMetrics::SharedStoreMetrics(prometheus::Registry& r)
                  .Register(r)),
       conflicts_(Counter(r, "titand_shared_store_lease_conflicts_total",
                          "Turns refused because another turn held the session's lease.")),
-      lost_(Counter(r, "titand_shared_store_leases_lost_total", "Lease renewals that found the lease gone.")) {
+      lost_(Counter(r, "titand_shared_store_leases_lost_total", "Lease renewals that found the lease gone.")),
+      seconds_(prometheus::BuildCounter()
+                   .Name("titand_shared_store_seconds_total")
+                   .Help("Seconds spent on the shared store by operation: serialize (states for writes), write "
+                         "(round trips of writes), fetch (round trips of reads).")
+                   .Register(r)) {
+  for (const char* k : {"serialize", "write", "fetch"}) seconds_.Add({{"op", k}});
   for (const char* k : {"ok", "rejected", "error"}) writes_.Add({{"result", k}});
   for (const char* k : {"written", "fetched"}) bytes_.Add({{"direction", k}});
 }
@@ -53,6 +59,12 @@ void SharedStoreMetrics::Update(const SharedStoreStats& s) {
   Bump(bytes_.Add({{"direction", "fetched"}}), s.bytes_fetched, last_.bytes_fetched);
   Bump(conflicts_, s.lease_conflicts, last_.lease_conflicts);
   Bump(lost_, s.leases_lost, last_.leases_lost);
+  auto add = [](prometheus::Counter& c, double now, double before) {
+    if (now > before) c.Increment(now - before);
+  };
+  add(seconds_.Add({{"op", "serialize"}}), s.serialize_seconds, last_.serialize_seconds);
+  add(seconds_.Add({{"op", "write"}}), s.commit_seconds, last_.commit_seconds);
+  add(seconds_.Add({{"op", "fetch"}}), s.fetch_seconds, last_.fetch_seconds);
   last_ = s;
 }
 

@@ -9,6 +9,7 @@
 //   titand_shared_store_bytes_total{direction}      counter written | fetched
 //   titand_shared_store_lease_conflicts_total       counter turns refused: the session's lease was held
 //   titand_shared_store_leases_lost_total           counter renewals that found the lease gone
+//   titand_shared_store_seconds_total{op}           counter time spent: serialize | write | fetch
 #pragma once
 
 #include "core/engine/engine_types.h"
@@ -36,6 +37,7 @@ class SharedStoreMetrics {
   prometheus::Family<prometheus::Counter>& bytes_;
   prometheus::Counter& conflicts_;
   prometheus::Counter& lost_;
+  prometheus::Family<prometheus::Counter>& seconds_;
   SharedStoreStats last_;  // totals already added to the counters
 };
 

@@ -105,6 +105,9 @@ struct SharedStoreStats {
   int64_t last_value_bytes = 0;        // size of the last state written
   int64_t lease_conflicts = 0;         // turns refused: another turn held the session's lease
   int64_t leases_lost = 0;             // renewals that found the lease taken or expired
+  double serialize_seconds = 0;        // total time serialising states for writes (writer thread)
+  double commit_seconds = 0;           // total time of write round trips to Redis
+  double fetch_seconds = 0;            // total time of state fetches from Redis
 };
 
 struct EngineStats {

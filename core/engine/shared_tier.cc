@@ -17,6 +17,10 @@ std::string NewEtag() {
   return buf;
 }
 
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SharedTier>> SharedTier::Start(SharedTierConfig config,
@@ -93,8 +97,13 @@ absl::StatusOr<SharedTier::Begin> SharedTier::BeginTurn(const std::string& id, b
     held_[id] = b.token;
   }
   if (!fetch) return b;
+  const auto t0 = std::chrono::steady_clock::now();
   absl::StatusOr<SharedValue> v = store_->Fetch(id);
   Note(v.status());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.fetch_seconds += Seconds(t0);
+  }
   auto unhold = [&] {
     std::lock_guard<std::mutex> lock(mu_);
     held_.erase(id);
@@ -127,9 +136,11 @@ void SharedTier::EndTurn(const std::string& id, const std::string& token, bool c
 }
 
 SharedWrite SharedTier::Commit(const std::string& id, Track t, bool release) {
+  const auto t0 = std::chrono::steady_clock::now();
   absl::StatusOr<CommitResult> r = store_->Commit(id, t.token, t.base_etag, t.version, t.etag, t.bytes, release);
   Note(r.status());
   std::lock_guard<std::mutex> lock(mu_);
+  stats_.commit_seconds += Seconds(t0);
   auto it = tracks_.find(id);
   const bool current = it != tracks_.end() && it->second.etag == t.etag;  // not superseded meanwhile
   if (!r.ok()) {
@@ -162,10 +173,12 @@ SharedWrite SharedTier::RunJob(Job& job) {
     if (it == tracks_.end()) return SharedWrite::kPending;
     return it->second.pending ? SharedWrite::kPending : SharedWrite::kDurable;
   }
+  const auto t0 = std::chrono::steady_clock::now();
   absl::StatusOr<std::string> bytes = job.serialize();
   Track t;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    stats_.serialize_seconds += Seconds(t0);
     held_.erase(job.id);
     if (!bytes.ok()) {
       std::cerr << "shared store: cannot serialise session " << job.id << ": " << bytes.status() << "\n";
