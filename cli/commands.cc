@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/common/status.h"
+#include "core/runtime/device.h"
 #include "core/tokenizer/chat_format.h"
 #include "nlohmann/json.hpp"
 
@@ -162,7 +163,9 @@ absl::Status RunInfo(const Args& a) {
   j["format"] = rt->format;
   j["architecture"] = c.arch;
   j["name"] = c.name;
-  j["dtype"] = a.Get("dtype", "float32");
+  j["dtype"] = DtypeName(rt->model->options().dtype);
+  j["device"] = rt->model->options().device.str();
+  j["model_id"] = rt->model_id;
   j["parameters"] = rt->model->ParameterCount();
   j["layers"] = c.num_layers;
   j["hidden_size"] = c.hidden_size;

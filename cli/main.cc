@@ -3,7 +3,7 @@
 //   score    --model M (--text T | --text-file F | --ids 1,2,3)      -> JSON {ids, logprobs}
 //   tokenize --model M (--text T | --text-file F)                    -> JSON {ids}
 //   info     --model M                                               -> JSON
-// Common: --dtype float32|bfloat16, --threads N, --tptt DIR, --session FILE.
+// Common: --dtype auto|float32|bfloat16|float16, --device auto|cpu|cuda[:N], --threads N, --tptt DIR, --session FILE.
 // Errors: one line on stderr, exit status 1 (2 for usage errors).
 #include <chrono>
 #include <cmath>
@@ -30,7 +30,7 @@ const char kUsage[] =
     "  score     --text TEXT | --text-file F | --ids 1,2,3  [--session FILE]   (JSON: ids, logprobs)\n"
     "  tokenize  --text TEXT | --text-file F                                   (JSON: ids)\n"
     "  info                                                                     (JSON)\n"
-    "common: --dtype float32|bfloat16  --device auto|cpu|cuda  --threads N  --tptt DIR  --mu X (override the adapter's gate)\n";
+    "common: --dtype auto|float32|bfloat16|float16  --device auto|cpu|cuda[:N]  --threads N  --tptt DIR  --mu X (override the adapter's gate)\n";
 
 }  // namespace
 
@@ -59,7 +59,7 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& s) {
 absl::StatusOr<std::unique_ptr<Runtime>> LoadFromArgs(const Args& a) {
   LoadOptions lo;
   ASSIGN_OR_RETURN(lo.model, a.Require("model"));
-  lo.dtype = a.Get("dtype", "float32");
+  lo.dtype = a.Get("dtype", "auto");
   lo.device = a.Get("device", "auto");
   lo.tptt_dir = a.Get("tptt");
   ASSIGN_OR_RETURN(auto threads, a.GetInt("threads"));

@@ -25,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/engine/engine.h"
+#include "core/runtime/device.h"
 #include "core/runtime/runtime.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
@@ -45,8 +46,9 @@ ABSL_FLAG(std::string, device_state_budget, "512MiB", "resident session state be
 ABSL_FLAG(std::string, host_state_budget, "2GiB", "host session state before eviction to disk");
 ABSL_FLAG(double, session_ttl, 3600, "seconds an idle session lives");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
-ABSL_FLAG(std::string, dtype, "float32", "compute dtype: float32 | bfloat16");
-ABSL_FLAG(std::string, device, "auto", "auto (CUDA when the LibTorch build has it, else CPU) | cpu | cuda");
+ABSL_FLAG(std::string, dtype, "auto", "weights/activations dtype: auto (bfloat16 on CUDA, float32 on CPU) | "
+          "float32 | bfloat16 | float16; session memory is float32 always");
+ABSL_FLAG(std::string, device, "auto", "auto (cuda:0 when LibTorch has CUDA and sees a GPU, else cpu) | cpu | cuda[:N]");
 ABSL_FLAG(double, drain_grace, 30, "seconds running calls get to finish on shutdown");
 ABSL_FLAG(std::string, shared_store, "",
           "shared session tier: redis://[user:password@]host:port[/db] (rediss:// = TLS); empty = none");
@@ -158,7 +160,7 @@ ModelSummary Summarize(const Runtime& rt, const EngineConfig& c, const std::stri
   s.format = rt.format;
   s.architecture = rt.config.arch;
   s.adapter_id = rt.adapter_id;
-  s.dtype = dtype;
+  s.dtype = DtypeName(rt.model->options().dtype);  // resolved ("auto" -> what was chosen)
   s.vocab_size = rt.config.vocab_size;
   s.num_layers = rt.config.num_layers;
   s.hidden_size = rt.config.hidden_size;

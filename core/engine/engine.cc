@@ -1,6 +1,7 @@
 // Engine API side: validation, prompt building, the bounded inbox, cancellation data, session RPCs.
 // The engine thread's loop is in engine_loop.cc.
 #include "core/engine/engine_impl.h"
+#include "core/runtime/device.h"
 
 #include <iostream>
 
@@ -35,7 +36,7 @@ absl::Status EngineImpl::Start() {
   b.num_layers = m.config().num_layers;
   b.num_kv_heads = m.config().num_kv_heads;
   b.head_dim = m.config().head_dim;
-  b.dtype = m.options().dtype == at::kBFloat16 ? "bfloat16" : m.options().dtype == at::kHalf ? "float16" : "float32";
+  b.dtype = DtypeName(m.options().dtype);
   SessionStoreOptions so;
   so.dir = config_.session_dir;
   so.device_budget = config_.device_state_budget;

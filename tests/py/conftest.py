@@ -53,3 +53,7 @@ def hf_gguf_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(MODEL.parent), gguf_file=MODEL.name)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one); run by scripts/gpu_check.sh")
