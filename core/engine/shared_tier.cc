@@ -108,9 +108,14 @@ absl::StatusOr<SharedTier::Begin> SharedTier::BeginTurn(const std::string& id, b
     std::lock_guard<std::mutex> lock(mu_);
     held_.erase(id);
   };
+  if (local && !v.ok()) {  // Redis went away between the calls: degraded, as if it had been down
+    unhold();
+    (void)store_->Release(id, b.token);
+    return Begin{};
+  }
+  if (local && !v->head.exists) return b;  // deleted or expired meanwhile: the local state goes on
   if (!v.ok() || !v->head.exists) {
     unhold();
-    if (local && v.ok()) return Begin{b.token, std::nullopt};
     return fail(v.ok() ? absl::NotFoundError(absl::StrCat("session ", id, " not found"))
                        : absl::UnavailableError(absl::StrCat("session ", id, ": shared store: ", v.status().message())));
   }

@@ -245,3 +245,21 @@ def test_kill9_after_acknowledged_turn_loses_nothing(cluster, clients):
     assert got.shared_state == "DURABLE"
     assert list(got.token_ids) == reference(cb, history + p)
     assert got.usage.session_tokens == len(history) + len(p) + MAX_NEW
+
+
+def test_bad_shared_store_options_refused_at_start():
+    """Refused before anything starts, exit status 2 and a message naming the problem. TLS: this build's
+    hiredis has no TLS (Debian 12's 0.14) unless it links libhiredis_ssl; then rediss:// is accepted."""
+    from conftest_server import BIN
+    ldd = subprocess.run(["ldd", str(BIN / "titand")], capture_output=True, text=True).stdout
+    cases = [(["--shared-store", "http://127.0.0.1:6379"], "redis://"),
+             (["--shared-store", "redis://127.0.0.1:6379/x"], "database"),
+             (["--shared-store", "redis://127.0.0.1:1", "--shared-lease-ms", "5"], "lease")]
+    if "hiredis_ssl" not in ldd:
+        cases.append((["--shared-store", "rediss://127.0.0.1:6379"], "TLS"))
+        cases.append((["--shared-store", "redis://127.0.0.1:6379", "--shared-store-tls"], "TLS"))
+    for args, word in cases:
+        r = subprocess.run([str(BIN / "titand"), "--port", "0", "--metrics-port", "0", *args],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (args, r.stderr[-500:])
+        assert word in r.stderr, (args, r.stderr[-500:])
