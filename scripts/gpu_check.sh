@@ -27,13 +27,19 @@ PREFIX=$BUNDLE/prefix
 BUILD=${TITAND_GPU_BUILD:-$ROOT/build-gpu}
 JOBS=${JOBS:-$(nproc)}
 RESULTS=$OUT/steps.jsonl
+export ROOT OUT DEVICE PY BUNDLE PREFIX BUILD
 : > "$RESULTS"
 
 step() {  # step NAME TIMEOUT_S CMD... : runs, records {name, rc, seconds}
   local name=$1 limit=$2; shift 2
   echo "== $name ($(date -u +%H:%M:%S), limit ${limit}s)"
   local t0; t0=$(date +%s.%N)
-  timeout "$limit" "$@"
+  if declare -F "$1" >/dev/null; then  # a function of this script: timeout needs a process
+    export -f "$1"
+    timeout "$limit" bash -c '"$@"' _ "$@"
+  else
+    timeout "$limit" "$@"
+  fi
   local rc=$?
   local dt; dt=$(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo 0)
   echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $dt}" >> "$RESULTS"
@@ -74,7 +80,7 @@ step build 900 cmake --build "$BUILD" -j"$JOBS" || exit 1
 
 # 3. Models: a SmolLM2-135M-shaped Llama with random weights (the 98 MB GGUF does not travel) + SmolLM2's
 #    tokenizer, and the bundled TPTT adapter re-bound to it (same shapes; only base_model changes).
-MODELS=$BUNDLE/models
+export MODELS=$BUNDLE/models
 make_models() {
   mkdir -p "$MODELS"
   "$PY" - "$MODELS/smollm2-shape" <<'EOF' || return 1
@@ -104,7 +110,7 @@ export TITAND_GPU_MODEL=$MODELS/smollm2-shape TITAND_GPU_ADAPTER=$MODELS/adapter
 step pytest-gpu 1200 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/py/test_gpu.py --junitxml="$OUT/pytest-gpu.xml"
 
 # 5. Benchmarks (figures for BENCHMARKS.md): the bare runtime, base vs TPTT, and Transformers, same device.
-BENCH_DTYPE=${BENCH_DTYPE:-bfloat16}
+export BENCH_DTYPE=${BENCH_DTYPE:-bfloat16}
 [ "$DEVICE" = cpu ] && BENCH_DTYPE=float32
 bench() {
   "$BUILD/bin/bench_runtime" --model "$MODELS/smollm2-shape" --device "$DEVICE" --dtype "$BENCH_DTYPE" "$@"

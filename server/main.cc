@@ -45,6 +45,8 @@ ABSL_FLAG(int64_t, max_step_tokens, 512, "token budget of one engine step");
 ABSL_FLAG(std::string, device_state_budget, "512MiB", "resident session state before eviction to host");
 ABSL_FLAG(std::string, host_state_budget, "2GiB", "host session state before eviction to disk");
 ABSL_FLAG(double, session_ttl, 3600, "seconds an idle session lives");
+ABSL_FLAG(bool, session_write_through, true,
+          "write a session's snapshot at create/fork/turn end (a crash loses no acknowledged turn)");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
 ABSL_FLAG(std::string, dtype, "auto", "weights/activations dtype: auto (bfloat16 on CUDA, float32 on CPU) | "
           "float32 | bfloat16 | float16; session memory is float32 always");
@@ -141,6 +143,7 @@ absl::StatusOr<EngineConfig> EngineConfigFromFlags() {
   c.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
   c.session_dir = absl::GetFlag(FLAGS_session_dir);
   c.session_ttl_seconds = absl::GetFlag(FLAGS_session_ttl);
+  c.session_write_through = absl::GetFlag(FLAGS_session_write_through);
   if (!ParseBytes(absl::GetFlag(FLAGS_device_state_budget), &c.device_state_budget)) {
     return absl::InvalidArgumentError("--device-state-budget: not a size");
   }
@@ -250,13 +253,13 @@ int Run(sigset_t signals) {
   Log(absl::StrCat("signal ", sig == SIGTERM ? "SIGTERM" : "SIGINT", ": health NOT_SERVING, draining"));
   report_health = false;
   (*server)->SetServing(false);
-  (*engine)->Shutdown(/*drain=*/true);
-  Log("engine drained, sessions snapshotted");
+  const absl::Status drained = (*engine)->Shutdown(/*drain=*/true);
+  Log(drained.ok() ? "engine drained, sessions snapshotted" : absl::StrCat("engine drained: ", drained.ToString()));
   auto grace = std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_drain_grace) * 1000));
   poller.Stop();  // before the server goes: the poller sets the shared store's health
   (*server)->Shutdown(grace);
-  Log("stopped");
-  return 0;
+  Log(drained.ok() ? "stopped" : "stopped; sessions were lost (exit status 3)");
+  return drained.ok() ? 0 : 3;
 }
 
 }  // namespace

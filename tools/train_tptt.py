@@ -5,9 +5,17 @@ Stage 1, attention transfer: base frozen; only the new weights (gates, mu) are t
 converted layer's hybrid attention output matches the original full-attention output on the same input,
 layer-local. Loss = mean over layers of MSE(hybrid, teacher) / mean(teacher^2) (relative, so every layer
 counts the same). Stage 2: LoRA (r, alpha, dropout on q,k,v,o of every layer) + the new weights, next-token
-cross-entropy on the hybrid model (chunked operator). Writes the titand adapter format (docs/adapter-format.md).
+cross-entropy on the hybrid model (chunked operator), optionally mixed with distillation from the base model:
+loss = (1 - w) CE + w T^2 KL(softmax(teacher / T) || softmax(student / T)), teacher = the unconverted model
+(--distill-weight w, --distill-temp T). Writes the titand adapter format (docs/adapter-format.md).
+
+Runs on CPU or CUDA (--device). Progress: a tqdm bar per stage, <out>/train_log.jsonl (one JSON object per
+logged step) and <out>/train.log. Every --ckpt-every steps and at the end of each stage the trainable weights,
+the optimizer, the batch sampler and the elapsed time go to <out>/checkpoint.pt (written atomically);
+--resume continues from it with the same arguments (the wall-clock budget counts the time already spent).
 
   PYTHONPATH=tools python tools/train_tptt.py --out runs/a --minutes 60
+  PYTHONPATH=tools python tools/train_tptt.py --out runs/a --minutes 60 --resume   # after an interruption
   PYTHONPATH=tools python tools/train_tptt.py --eval-only --adapter runs/a     # held-out perplexity at 1K
 """
 from __future__ import annotations
@@ -15,12 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from titand_ref import data  # noqa: E402
@@ -49,7 +59,7 @@ def transfer_loss(model: TPTTModel, ids: torch.Tensor, chunk_size: int):
               capture=lambda i, x, a: caught.__setitem__(i, (x, a)) if i in layers else None)
     m = model.base.model
     B, T = ids.shape
-    pos = torch.arange(T)
+    pos = torch.arange(T, device=ids.device)
     cos, sin = m.rotary_emb(caught[min(layers)][0], pos.unsqueeze(0).expand(B, T))
     per_layer = {}
     for i in sorted(layers):
@@ -60,22 +70,71 @@ def transfer_loss(model: TPTTModel, ids: torch.Tensor, chunk_size: int):
     return loss, {i: float(v.detach()) for i, v in per_layer.items()}
 
 
-def lm_loss(model: TPTTModel, ids: torch.Tensor, chunk_size: int) -> torch.Tensor:
+def lm_loss(model: TPTTModel, ids: torch.Tensor, chunk_size: int, distill_weight: float = 0.0,
+            distill_temp: float = 1.0) -> torch.Tensor:
+    """Next-token CE of the hybrid model; with distill_weight w > 0 mixed with the KL to the base model."""
     logits, _ = model(ids[:, :-1], chunk_size=chunk_size)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+    if distill_weight <= 0:
+        return ce
+    with torch.no_grad():
+        teacher, _ = model(ids[:, :-1], plain=True)  # the unconverted base model, full attention, no LoRA
+    T = distill_temp
+    kl = F.kl_div(F.log_softmax(logits.reshape(-1, logits.shape[-1]) / T, -1),
+                  F.log_softmax(teacher.reshape(-1, teacher.shape[-1]) / T, -1), log_target=True,
+                  reduction="batchmean") * T * T
+    return (1 - distill_weight) * ce + distill_weight * kl
 
 
-def run_stage(name, model, params, batches, loss_fn, steps, lr, deadline, logf, log_every, warmup=10):
-    """AdamW with linear warmup then cosine decay; stops at `steps` or at the wall-clock deadline."""
+class Checkpoint:
+    """<out>/checkpoint.pt: trainable weights, optimizer, sampler and torch RNGs, stage progress, elapsed seconds."""
+
+    def __init__(self, out: Path, model: TPTTModel):
+        self.path, self.model = out / "checkpoint.pt", model
+
+    def trainable(self) -> dict:
+        return {k: v.detach().cpu() for k, v in self.model.named_parameters() if not k.startswith("base.")}
+
+    def save(self, state: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        rng = {"cpu": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}  # LoRA dropout
+        torch.save({**state, "weights": self.trainable(), "rng": rng}, tmp)
+        os.replace(tmp, self.path)  # the previous checkpoint stays until this one is complete
+
+    def load(self, device) -> dict:
+        ck = torch.load(self.path, map_location="cpu", weights_only=False)
+        own = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for k, v in ck["weights"].items():
+                own[k].copy_(v.to(device))
+        torch.set_rng_state(ck["rng"]["cpu"])
+        if ck["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
+        return ck
+
+
+def run_stage(name, model, params, batches, loss_fn, steps, lr, deadline, logf, jlog, log_every, ckpt,
+              ckpt_every, device, resume=None, progress=True, warmup=10):
+    """AdamW with linear warmup then cosine decay; stops at `steps` or at the wall-clock deadline.
+    ckpt(stage_state) is called every ckpt_every steps and at the end; resume is a saved stage_state."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     times, step = [], 0
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        batches.gen.set_state(resume["sampler"])
+        step = resume["step"]
+    stage_state = lambda done: {"stage": name, "step": step, "done": done, "optimizer": opt.state_dict(),
+                                "sampler": batches.gen.get_state()}
     model.train()
+    bar = tqdm(total=steps, initial=step, desc=name, unit="step", dynamic_ncols=True, mininterval=2.0,
+               disable=not progress)
     while step < steps and time.time() < deadline:
         frac = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
         for g in opt.param_groups:
             g["lr"] = lr * frac
         t0 = time.time()
-        loss = loss_fn(next(batches))
+        loss = loss_fn(next(batches).to(device))
         loss = loss[0] if isinstance(loss, tuple) else loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -83,19 +142,39 @@ def run_stage(name, model, params, batches, loss_fn, steps, lr, deadline, logf, 
         opt.step()
         times.append(time.time() - t0)
         step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % log_every == 0 or step == 1 or step == steps:
             mus = torch.cat([hp.mu().detach() for hp in model.hybrid.values()])
-            log(f"{name} step {step}/{steps} loss {loss.item():.5f} s/step {times[-1]:.2f} "
-                f"mu mean {mus.mean():.3f} min {mus.min():.3f} max {mus.max():.3f}", logf)
+            rec = {"time": time.time(), "stage": name, "step": step, "steps": steps, "loss": loss.item(),
+                   "lr": lr * frac, "sec_per_step": times[-1], "mu_mean": float(mus.mean()),
+                   "mu_min": float(mus.min()), "mu_max": float(mus.max())}
+            jlog(rec)
+            log(f"{name} step {step}/{steps} loss {rec['loss']:.5f} s/step {times[-1]:.2f} "
+                f"mu mean {rec['mu_mean']:.3f} min {rec['mu_min']:.3f} max {rec['mu_max']:.3f}", logf)
+        if ckpt_every and step % ckpt_every == 0 and step < steps:
+            ckpt(stage_state(False))
+    bar.close()
+    ckpt(stage_state(True))
     model.eval()
     steady = times[1:] if len(times) > 1 else times
     return {"steps": step, "sec_per_step": (sum(steady) / len(steady)) if steady else None}
 
 
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: this torch build sees no CUDA device")
+    return torch.device(name)
+
+
 def perplexity(model: TPTTModel, windows, chunk_size: int) -> float:
     nll, n = 0.0, 0
+    dev = next(model.parameters()).device
     with torch.no_grad():
         for w in windows:
+            w = w.to(dev)
             logits, _ = model(w[:, :-1], chunk_size=chunk_size)
             nll += F.cross_entropy(logits[0], w[0, 1:], reduction="sum").item()
             n += w.shape[1] - 1
@@ -111,6 +190,7 @@ def parse_args(argv=None):
     ap.add_argument("--heldout-frac", type=float, default=0.05)
     ap.add_argument("--train-tokens", type=int, default=2_000_000, help="tokens of training text to prepare")
     ap.add_argument("--window", type=lambda s: None if s.lower() == "none" else int(s), default=64)
+    ap.add_argument("--sinks", type=int, default=0, help="attention sinks N_s of the softmax branch")
     ap.add_argument("--operator", default="gated_delta", choices=("linear", "gated", "delta", "gated_delta"))
     ap.add_argument("--feature-map", default="tptt", choices=("tptt", "elu", "identity"))
     ap.add_argument("--gates", default="learned", choices=("learned", "constant"))
@@ -135,6 +215,13 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--distill-weight", type=float, default=0.0,
+                    help="stage 2: weight w of the KL to the base model's logits (0 = plain next-token CE)")
+    ap.add_argument("--distill-temp", type=float, default=1.0, help="stage 2 distillation temperature")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    ap.add_argument("--ckpt-every", type=int, default=50, help="steps between checkpoints (0: stage ends only)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     ap.add_argument("--eval-only", action="store_true", help="held-out perplexity: base, untrained, --adapter")
     ap.add_argument("--adapter", help="adapter folder to evaluate with --eval-only")
     ap.add_argument("--eval-ctx", type=int, default=1024)
@@ -145,7 +232,8 @@ def parse_args(argv=None):
 
 def make_config(args, n_layers: int, lora: bool) -> TPTTConfig:
     layers = list(range(n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
-    return TPTTConfig(operator=args.operator, feature_map=args.feature_map, window=args.window, gates=args.gates,
+    return TPTTConfig(operator=args.operator, feature_map=args.feature_map, window=args.window, sinks=args.sinks,
+                      gates=args.gates,
                       constants={"b": args.const_b, "a": args.const_a}, layers=layers, mu_init=args.mu_init,
                       lora=LoraSpec(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout) if lora else None)
 
@@ -181,44 +269,74 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     logf = open(out / "train.log", "a")
-    log(f"args {vars(args)}", logf)
+    jfile = open(out / "train_log.jsonl", "a")
+
+    def jlog(rec: dict) -> None:
+        jfile.write(json.dumps(rec) + "\n")
+        jfile.flush()
+
+    device = pick_device(args.device)
+    log(f"args {vars(args)} device {device}", logf)
     train = data.token_stream(tok, train_files, args.train_tokens, seed=args.seed, cache_dir=CACHE)
     log(f"{len(train_files)} train files ({len(train)} tokens), {len(held_files)} held-out files", logf)
-    model = TPTTModel(base, make_config(args, base.config.num_hidden_layers, lora=not args.stage1_only))
-    t_start = time.time()
+    model = TPTTModel(base, make_config(args, base.config.num_hidden_layers, lora=not args.stage1_only)).to(device)
+    ckpt = Checkpoint(out, model)
+    resumed = None
+    if args.resume:
+        if not ckpt.path.exists():
+            raise SystemExit(f"--resume: {ckpt.path} does not exist")
+        resumed = ckpt.load(device)
+        log(f"resumed from {ckpt.path}: {resumed['stage']} step {resumed['step']} "
+            f"({'done' if resumed['done'] else 'in progress'}), {resumed['elapsed'] / 60:.1f} min spent", logf)
+    t_start = time.time() - (resumed["elapsed"] if resumed else 0.0)
     budget = args.minutes * 60
-    report = {"base_model": fingerprint}
+    report = dict(resumed["report"]) if resumed else {"base_model": fingerprint}
+    jlog({"time": time.time(), "event": "resume" if resumed else "start", "args": vars(args), "device": str(device)})
 
-    held1 = data.fixed_windows(held, args.stage1_seq, 4)
+    def save_ckpt(stage_state: dict) -> None:
+        ckpt.save({**stage_state, "elapsed": time.time() - t_start, "report": report})
+
+    held1 = [w.to(device) for w in data.fixed_windows(held, args.stage1_seq, 4)]
 
     def heldout_mse():
         with torch.no_grad():
             return sum(float(transfer_loss(model, w, args.chunk_size)[0]) for w in held1) / len(held1)
 
-    mu0 = model.mu_values()
-    model.set_mu(0.0)
-    report["window_only_rel_mse"] = heldout_mse()  # mu = 0: what the sliding window alone loses
-    model.set_mu(mu0)
-    report["init_rel_mse"] = heldout_mse()
-    log(f"held-out relative MSE: window only {report['window_only_rel_mse']:.5f}, "
-        f"at init (mu={args.mu_init}) {report['init_rel_mse']:.5f}", logf)
-    b1 = data.RandomWindows(train, args.stage1_seq, args.batch, args.seed)
-    s1_params = model.new_parameters(include_lora=False)
-    report["stage1"] = run_stage("stage1", model, s1_params, b1,
-                                 lambda ids: transfer_loss(model, ids, args.chunk_size),
-                                 args.stage1_steps, args.stage1_lr, t_start + budget * args.stage1_share, logf,
-                                 args.log_every)
-    report["stage1"]["heldout_rel_mse"] = heldout_mse()
-    log(f"stage1 held-out relative MSE {report['stage1']['heldout_rel_mse']:.5f}", logf)
+    if resumed is None:
+        mu0 = model.mu_values()
+        model.set_mu(0.0)
+        report["window_only_rel_mse"] = heldout_mse()  # mu = 0: what the sliding window alone loses
+        model.set_mu(mu0)
+        report["init_rel_mse"] = heldout_mse()
+        log(f"held-out relative MSE: window only {report['window_only_rel_mse']:.5f}, "
+            f"at init (mu={args.mu_init}) {report['init_rel_mse']:.5f}", logf)
+    common = dict(logf=logf, jlog=jlog, log_every=args.log_every, ckpt=save_ckpt, ckpt_every=args.ckpt_every,
+                  device=device, progress=not args.no_progress)
+    s1_done = resumed is not None and (resumed["stage"] == "stage2" or resumed["done"])
+    if s1_done and "stage1" not in report:
+        report["stage1"] = {"steps": resumed["step"]}
+    if not s1_done:
+        b1 = data.RandomWindows(train, args.stage1_seq, args.batch, args.seed)
+        report["stage1"] = run_stage("stage1", model, model.new_parameters(include_lora=False), b1,
+                                     lambda ids: transfer_loss(model, ids, args.chunk_size),
+                                     args.stage1_steps, args.stage1_lr, t_start + budget * args.stage1_share,
+                                     resume=resumed, **common)
+        report["stage1"]["heldout_rel_mse"] = heldout_mse()
+        log(f"stage1 held-out relative MSE {report['stage1']['heldout_rel_mse']:.5f}", logf)
+        save_ckpt({"stage": "stage1", "step": report["stage1"]["steps"], "done": True})
 
-    if not args.stage1_only:
+    s2_resume = resumed if resumed is not None and resumed["stage"] == "stage2" else None
+    if not args.stage1_only and not (s2_resume and s2_resume["done"]):
         b2 = data.RandomWindows(train, args.seq + 1, args.batch, args.seed + 1)
         report["stage2"] = run_stage("stage2", model, model.new_parameters(), b2,
-                                     lambda ids: lm_loss(model, ids, args.chunk_size),
-                                     args.stage2_steps, args.lr, t_start + budget, logf, args.log_every)
+                                     lambda ids: lm_loss(model, ids, args.chunk_size, args.distill_weight,
+                                                         args.distill_temp),
+                                     args.stage2_steps, args.lr, t_start + budget, resume=s2_resume, **common)
     report["minutes"] = (time.time() - t_start) / 60
+    model.to("cpu")
     save_adapter(model, out, base_model=fingerprint, training={k: v for k, v in report.items() if k != "base_model"})
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    jlog({"time": time.time(), "event": "done", "report": report})
     log(f"wrote {out}: {json.dumps(report)}", logf)
     return 0
 

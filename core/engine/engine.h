@@ -41,6 +41,7 @@ struct EngineConfig {
   bool use_shared_store = false;
   SharedStoreOptions shared_store;      // ttl_seconds is set from session_ttl_seconds by the engine
   double shared_retry_seconds = 1.0;    // interval of write retries while Redis is unreachable
+  bool session_write_through = true;    // write each session's snapshot at create/fork/turn end
   absl::Status Validate() const;
 };
 
@@ -64,7 +65,9 @@ class Engine {
 
   // Warm-up: one short generation so that the first real request pays no one-off costs.
   virtual absl::Status WarmUp() = 0;
-  virtual void Shutdown(bool drain) = 0;
+  // Drain: NOT OK (naming how many sessions were not saved and the first error) when any session
+  // could not be written; busy/unreadable sessions are skipped and do not count as failures.
+  virtual absl::Status Shutdown(bool drain) = 0;
   virtual EngineStats Stats() const = 0;
   virtual const Runtime& runtime() const = 0;
 };

@@ -9,6 +9,7 @@
 #include "core/common/status.h"
 #include "core/model/hybrid_layer.h"
 #include "core/model/ops.h"
+#include "core/model/sink_attention.h"
 
 namespace titand {
 namespace {
@@ -93,14 +94,17 @@ absl::Status CausalLM::Load(WeightSource& w) {
   }
   inv_freq_ = RopeInvFreq(c.head_dim, c.rope_theta).to(options_.device);
   windows_.assign(c.num_layers, c.sliding_window);
+  sinks_.assign(c.num_layers, 0);
   hybrid_.resize(c.num_layers);
   return absl::OkStatus();
 }
 
-void CausalLM::SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::optional<int64_t> window) {
+void CausalLM::SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::optional<int64_t> window,
+                         int64_t sinks) {
   if (hybrid) hybrid->MoveTo(options_.device);  // gates and mu live beside the weights
   hybrid_[i] = std::move(hybrid);
   windows_[i] = window;
+  sinks_[i] = window ? sinks : 0;
 }
 
 int64_t CausalLM::ParameterCount() const {
@@ -121,7 +125,9 @@ int64_t CausalLM::StateBytesAt(int64_t tokens) const {
   const int64_t kv_per_token = 2 * config_.num_kv_heads * config_.head_dim * elem;
   int64_t bytes = 0;
   for (int64_t i = 0; i < config_.num_layers; ++i) {
-    const int64_t kept = windows_[i] ? std::min(*windows_[i] - 1, tokens) : tokens;
+    const int64_t kept = !windows_[i]   ? tokens
+                         : sinks_[i] ? SinkWindowCacheLen({*windows_[i], sinks_[i]}, tokens)
+                                     : std::min(*windows_[i] - 1, tokens);
     bytes += kept * kv_per_token;
     if (hybrid_[i]) bytes += config_.num_heads * config_.head_dim * config_.head_dim * 4;  // S, fp32
   }
@@ -199,10 +205,17 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
     const int64_t off = offsets[s], T = offsets[s + 1] - offsets[s];
     SequenceState& st = *inputs[s].state;
     LayerState& ls = st.layers[li];
-    KeysView kv = AppendKv(ls, k_rot.narrow(0, off, T).transpose(0, 1), v.narrow(0, off, T).transpose(0, 1),
-                           st.num_tokens, windows_[li]);
-    at::Tensor o = CausalAttention(q_rot.narrow(0, off, T), kv.k, kv.v, st.num_tokens, kv.pos0, windows_[li], scale,
-                                   options_.attention);
+    at::Tensor o;
+    if (sinks_[li] > 0) {
+      o = SinkWindowAttention(ls, q.narrow(0, off, T), q_rot.narrow(0, off, T), k_rot.narrow(0, off, T).transpose(0, 1),
+                              v.narrow(0, off, T).transpose(0, 1), st.num_tokens, {*windows_[li], sinks_[li]},
+                              inv_freq_, scale);
+    } else {
+      KeysView kv = AppendKv(ls, k_rot.narrow(0, off, T).transpose(0, 1), v.narrow(0, off, T).transpose(0, 1),
+                             st.num_tokens, windows_[li]);
+      o = CausalAttention(q_rot.narrow(0, off, T), kv.k, kv.v, st.num_tokens, kv.pos0, windows_[li], scale,
+                          options_.attention);
+    }
     if (hybrid != nullptr) {
       o = hybrid->Mix(h.narrow(0, off, T), q.narrow(0, off, T), k.narrow(0, off, T), v.narrow(0, off, T), o,
                       ls.memory);

@@ -52,8 +52,11 @@ class CausalLM {
 
   // Sliding window (keys a query sees, itself included) of layer i; nullopt = full causal range.
   std::optional<int64_t> LayerWindow(int64_t i) const { return windows_[i]; }
-  // Turns layer i into a TPTT hybrid layer (softmax over `window` + linear memory, mixed by MaG).
-  void SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::optional<int64_t> window);
+  // Attention sinks of layer i (first tokens kept by its softmax branch, core/model/sink_attention.h); 0 = none.
+  int64_t LayerSinks(int64_t i) const { return sinks_[i]; }
+  // Turns layer i into a TPTT hybrid layer (softmax over `window` plus `sinks` attention sinks + linear
+  // memory, mixed by MaG). sinks > 0 needs a window.
+  void SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::optional<int64_t> window, int64_t sinks = 0);
   const HybridLayer* hybrid(int64_t i) const { return hybrid_[i].get(); }
 
  private:
@@ -71,6 +74,7 @@ class CausalLM {
   at::Tensor embed_, final_norm_, lm_head_, inv_freq_;
   std::vector<Layer> layers_;
   std::vector<std::optional<int64_t>> windows_;
+  std::vector<int64_t> sinks_;
   std::vector<std::unique_ptr<HybridLayer>> hybrid_;
 };
 

@@ -2,7 +2,10 @@
 //   plain layer:     k, v = every key/value so far            [n_kv, len, D] (post-RoPE), capacity doubles
 //   windowed layer:  k, v = the last W-1 keys/values          [n_kv, <=W-1, D] (the query's own key completes W)
 //   TPTT layer:      windowed k, v  +  memory S               [H, D, D] fp32
-// Positions are implicit: the cached entries are the `len` tokens right before `num_tokens`.
+//   TPTT layer with N_s attention sinks: k, v = the sinks that left the window (positions 0 .. n_s-1) then
+//                    the last W-1 entries, len <= N_s + W - 1 (core/model/sink_attention.h); n_s follows from
+//                    num_tokens, W and N_s, so snapshots carry sinks as ordinary KV entries.
+// Positions are implicit: the cached entries are the `len` tokens right before `num_tokens` (after the sinks).
 #pragma once
 
 #include <cstdint>

@@ -26,6 +26,7 @@ struct TpttAdapter {
   LinearOperator op = LinearOperator::kGatedDelta;
   FeatureMap feature_map = FeatureMap::kTptt;
   std::optional<int64_t> window;        // nullopt = full causal range
+  int64_t sinks = 0;                    // attention sinks N_s of the softmax branch (needs a window)
   bool learned_gates = true;
   double const_b = 1.0, const_a = 1.0;
   std::vector<int64_t> layers;          // converted layer indices

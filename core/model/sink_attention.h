@@ -1,0 +1,42 @@
+// The softmax branch of a converted layer with attention sinks (REFERENCE.md s.1, StreamingLLM's rule).
+//
+// A query at position t sees the window keys j in [t - W + 1, t] at their true RoPE distance t - j, plus the
+// first N_s tokens ("sinks") once they have left the window. Once a gap opens (t - W + 1 > N_s) sink i is
+// scored at distance W + N_s - 1 - i, as if it sat just before the window; while there is no gap every
+// key keeps its true distance. In both cases sink i's distance is min(t, W + N_s - 1) - i, which is how it
+// is computed here: the sink keys are held RoPE'd at their own positions i and the query is rotated for
+// position min(t, W + N_s - 1) when scored against them (RoPE scores depend only on the position
+// difference, so this equals rotating un-rotated sink keys for that distance).
+//
+// Cache layout of such a layer (LayerState k, v [n_kv, len, D]): the sinks that have left the window
+// (n_s = min(N_s, max(0, num_tokens - (W - 1))) entries, positions 0 .. n_s - 1) followed by the last
+// min(W - 1, num_tokens) tokens. len <= N_s + W - 1: the state stops growing. With N_s = 0 this is the
+// plain window cache. Sink K/V are stored once, in that fixed-size prefix, and travel with the snapshot.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/ATen.h>
+
+#include "core/model/sequence_state.h"
+
+namespace titand {
+
+struct SinkWindow {
+  int64_t window = 0;  // W >= 1: keys a query sees in its window, itself included
+  int64_t sinks = 0;   // N_s >= 1
+};
+
+// Cached entries of a layer that has processed `tokens` tokens (sinks prefix + window).
+int64_t SinkWindowCacheLen(const SinkWindow& sw, int64_t tokens);
+
+// One sequence through the softmax branch of a converted layer with sinks; advances `st` (k, v, len).
+//   q      [T, H, D] before RoPE (after q norm), for the sink scores;  q_rot [T, H, D] RoPE'd at pos0 + i
+//   k_rot, v [Hkv, T, D] new keys (RoPE'd at their positions) and values;  pos0 = position of the first new
+//   token (= tokens already in the state);  inv_freq [D/2] fp32 (RopeInvFreq).
+// Returns [T, H*D] in q's dtype (softmax in fp32).
+at::Tensor SinkWindowAttention(LayerState& st, const at::Tensor& q, const at::Tensor& q_rot, const at::Tensor& k_rot,
+                               const at::Tensor& v, int64_t pos0, const SinkWindow& sw, const at::Tensor& inv_freq,
+                               double scale);
+
+}  // namespace titand

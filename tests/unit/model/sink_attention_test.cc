@@ -1,0 +1,138 @@
+// Attention sinks in the C++ runtime (core/model/sink_attention.h) on a small random-weight model:
+// batched prefill + decode == each sequence alone, prefill in pieces (across the gap opening at
+// t = W + N_s - 1) == at once, the cache holds exactly N_s + W - 1 entries once full and matches
+// StateBytesAt, N_s = 0 is the plain window path bit for bit, and sinks really change the outputs.
+// Agreement with an independent reference (the Python reference and Transformers) is in
+// tests/py/test_tptt_sinks.py.
+#include "core/model/sink_attention.h"
+
+#include <gtest/gtest.h>
+
+#include "core/model/causal_lm.h"
+#include "tests/unit/testing/tiny_model.h"
+
+namespace titand {
+namespace {
+
+constexpr int64_t kWindow = 5, kSinks = 3;
+
+std::unique_ptr<CausalLM> MakeHybrid(int64_t sinks, double mu = 0.3) {
+  ModelConfig c = testing::TinyLlamaConfig(/*vocab_size=*/97, /*num_layers=*/2);
+  auto src = MakeMapWeights(testing::RandomLlamaWeights(c, /*seed=*/11, /*scale=*/0.3));
+  auto m = CausalLM::Create(c, *src, ModelOptions{});
+  EXPECT_TRUE(m.ok()) << m.status();
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    HybridParams p;
+    p.op = LinearOperator::kGatedDelta;
+    p.num_heads = c.num_heads;
+    p.num_kv_heads = c.num_kv_heads;
+    p.head_dim = c.head_dim;
+    p.const_b = 0.5;
+    p.const_a = 0.9;
+    p.mu = at::full({c.num_heads}, mu);
+    (*m)->SetHybrid(i, std::make_unique<HybridLayer>(p), kWindow, sinks);
+  }
+  return std::move(m).value();
+}
+
+std::vector<int32_t> Tokens(int n, int seed) {
+  std::vector<int32_t> t;
+  for (int i = 0; i < n; ++i) t.push_back((seed * 29 + i * 13) % 97);
+  return t;
+}
+
+// Logits of every token fed in the given piece sizes (the last piece repeats until the end).
+at::Tensor RunPieces(CausalLM& m, const std::vector<int32_t>& ids, std::vector<size_t> pieces) {
+  SequenceState st = m.NewState();
+  std::vector<at::Tensor> rows;
+  size_t off = 0, k = 0;
+  while (off < ids.size()) {
+    const size_t n = std::min(ids.size() - off, pieces[std::min(k++, pieces.size() - 1)]);
+    std::vector<ForwardInput> in(1);
+    in[0].tokens.assign(ids.begin() + off, ids.begin() + off + n);
+    in[0].state = &st;
+    in[0].all_logits = true;
+    auto out = m.Forward(in);
+    EXPECT_TRUE(out.ok()) << out.status();
+    rows.push_back((*out)[0]);
+    off += n;
+  }
+  return at::cat(rows, 0);
+}
+
+float MaxDiff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<float>(); }
+
+TEST(SinkAttention, PiecesAcrossTheGapOpeningEqualAtOnce) {
+  auto m = MakeHybrid(kSinks);
+  auto ids = Tokens(29, 2);
+  at::Tensor once = RunPieces(*m, ids, {1000});
+  // W + N_s - 1 = 7: the gap opens at t = 8; pieces end before, at and after it.
+  for (std::vector<size_t> p : std::vector<std::vector<size_t>>{{1}, {3}, {7, 1}, {6, 2, 1, 5}, {8, 13}}) {
+    EXPECT_LT(MaxDiff(RunPieces(*m, ids, p), once), 1e-5) << "first piece " << p[0];
+  }
+}
+
+TEST(SinkAttention, BatchedPrefillAndDecodeEqualEachSequenceAlone) {
+  auto m = MakeHybrid(kSinks);
+  const std::vector<int> prompt = {1, 6, 8, 20};
+  const int steps = 5;
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<SequenceState> st;
+  for (int s = 0; s < 4; ++s) {
+    seqs.push_back(Tokens(prompt[s] + steps, s + 5));
+    st.push_back(m->NewState());
+  }
+  std::vector<at::Tensor> rows(4);
+  std::vector<ForwardInput> in(4);
+  for (int s = 0; s < 4; ++s) {
+    in[s].tokens.assign(seqs[s].begin(), seqs[s].begin() + prompt[s]);
+    in[s].state = &st[s];
+    in[s].all_logits = true;
+  }
+  auto out = m->Forward(in);
+  ASSERT_TRUE(out.ok()) << out.status();
+  for (int s = 0; s < 4; ++s) rows[s] = (*out)[s];
+  for (int k = 0; k < steps; ++k) {
+    std::vector<ForwardInput> dec(4);
+    for (int s = 0; s < 4; ++s) {
+      dec[s].tokens = {seqs[s][prompt[s] + k]};
+      dec[s].state = &st[s];
+    }
+    auto o = m->Forward(dec);
+    ASSERT_TRUE(o.ok()) << o.status();
+    for (int s = 0; s < 4; ++s) rows[s] = at::cat({rows[s], (*o)[s]}, 0);
+  }
+  for (int s = 0; s < 4; ++s) EXPECT_LT(MaxDiff(RunPieces(*m, seqs[s], {1000}), rows[s]), 1e-5) << "sequence " << s;
+}
+
+TEST(SinkAttention, CacheStopsGrowingAtSinksPlusWindowMinusOne) {
+  auto m = MakeHybrid(kSinks);
+  SequenceState st = m->NewState();
+  for (int32_t t : Tokens(30, 4)) {
+    std::vector<ForwardInput> in(1);
+    in[0].tokens = {t};
+    in[0].state = &st;
+    ASSERT_TRUE(m->Forward(in).ok());
+    const int64_t want = std::min<int64_t>(st.num_tokens, kSinks + kWindow - 1);
+    for (const LayerState& l : st.layers) EXPECT_EQ(l.len, want) << st.num_tokens;
+    EXPECT_EQ(st.ByteSize(), m->StateBytesAt(st.num_tokens)) << st.num_tokens;
+  }
+  EXPECT_EQ(m->StateBytesAt(1000), m->StateBytesAt(kSinks + kWindow - 1));
+  EXPECT_EQ(SinkWindowCacheLen({kWindow, kSinks}, 6), 6);   // no gap: every token
+  EXPECT_EQ(SinkWindowCacheLen({kWindow, kSinks}, 7), 7);   // 3 sinks + the last 4
+  EXPECT_EQ(SinkWindowCacheLen({kWindow, kSinks}, 50), 7);
+}
+
+TEST(SinkAttention, ZeroSinksIsThePlainWindowAndSinksMatter) {
+  auto none = MakeHybrid(0);
+  EXPECT_EQ(none->LayerSinks(0), 0);
+  auto ids = Tokens(24, 6);
+  at::Tensor a = RunPieces(*none, ids, {1000});
+  at::Tensor with = RunPieces(*MakeHybrid(kSinks), ids, {1000});
+  // Identical until the first sink leaves the window (t = W), different after.
+  EXPECT_LT(MaxDiff(a.narrow(0, 0, kWindow), with.narrow(0, 0, kWindow)), 1e-4);
+  EXPECT_GT(MaxDiff(a, with), 1e-3);
+}
+
+}  // namespace
+}  // namespace titand
