@@ -7,7 +7,8 @@ ROOT=$(pwd)
 
 APT_PKGS="build-essential cmake ninja-build pkg-config libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libicu-dev ccache prometheus unzip clang libclang-rt-dev"
+  nlohmann-json3-dev libicu-dev ccache prometheus unzip clang libclang-rt-dev
+  libhiredis-dev redis-server"
 
 need_apt=0
 for p in $APT_PKGS; do

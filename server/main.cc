@@ -5,7 +5,13 @@
 // Flags use dashes (--max-queue) or underscores (--max_queue). Sizes accept K/M/G/KiB/MiB/GiB suffixes.
 // Every numeric flag is range-checked before anything starts: out of range -> a message naming the
 // flag and its range, exit status 2. SIGHUP reloads the --auth-token-file.
+
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
+#include <cstdlib>
+#include <fstream>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +37,7 @@
 #include "core/runtime/runtime.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
+#include "server/shared_store_metrics.h"
 #include "server/stats_poller.h"
 #include "server/titand_server.h"
 #include "server/token_table.h"
@@ -73,6 +80,19 @@ ABSL_FLAG(std::string, dtype, "auto", "weights/activations dtype: auto (bfloat16
           "float32 | bfloat16 | float16; session memory is float32 always");
 ABSL_FLAG(std::string, device, "auto", "auto (cuda:0 when LibTorch has CUDA and sees a GPU, else cpu) | cpu | cuda[:N]");
 ABSL_FLAG(double, drain_grace, 30, "seconds running calls get to finish on shutdown");
+ABSL_FLAG(std::string, shared_store, "",
+          "shared session tier: redis://[user:password@]host:port[/db] (rediss:// = TLS); empty = none");
+ABSL_FLAG(std::string, shared_store_password_file, "",
+          "file holding the Redis password (else $TITAND_SHARED_STORE_PASSWORD, else the URL's)");
+ABSL_FLAG(bool, shared_store_tls, false, "TLS to Redis (needs a build with libhiredis_ssl)");
+ABSL_FLAG(std::string, shared_store_tls_ca, "", "CA bundle to verify Redis (empty = system default)");
+ABSL_FLAG(std::string, shared_store_tls_cert, "", "client certificate for Redis (mutual TLS)");
+ABSL_FLAG(std::string, shared_store_tls_key, "", "client key for Redis (mutual TLS)");
+ABSL_FLAG(std::string, shared_store_tls_server_name, "", "name to verify in Redis's certificate (empty = host)");
+ABSL_FLAG(double, shared_store_timeout, 2.0, "seconds per Redis command (connect: half of it, at most 1 s)");
+ABSL_FLAG(int64_t, shared_lease_ms, 10000, "per-session lease in Redis, renewed every third of it during a turn");
+ABSL_FLAG(double, shared_retry, 1.0, "seconds between retries of writes Redis did not take");
+ABSL_FLAG(std::string, replica_id, "", "this replica's name in lease tokens (empty = hostname-pid)");
 ABSL_FLAG(int, stream_buffer, 256, "per-stream buffer (chunks); full -> stream cancelled as too slow");
 
 namespace titand {
@@ -147,6 +167,46 @@ absl::StatusOr<std::string> ReadKeyFile(const std::string& path) {
   return key;
 }
 
+absl::Status SharedStoreFromFlags(EngineConfig* c) {
+  const std::string url = absl::GetFlag(FLAGS_shared_store);
+  if (url.empty()) return absl::OkStatus();
+  absl::StatusOr<RedisOptions> r = ParseRedisUrl(url);
+  if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat("--shared-store: ", r.status().message()));
+  if (const std::string f = absl::GetFlag(FLAGS_shared_store_password_file); !f.empty()) {
+    std::ifstream in(f);
+    if (!in || !std::getline(in, r->password))
+      return absl::InvalidArgumentError(absl::StrCat("--shared-store-password-file: cannot read ", f));
+  } else if (const char* env = std::getenv("TITAND_SHARED_STORE_PASSWORD"); env && *env) {
+    r->password = env;
+  }
+  r->tls = r->tls || absl::GetFlag(FLAGS_shared_store_tls);
+  r->tls_ca = absl::GetFlag(FLAGS_shared_store_tls_ca);
+  r->tls_cert = absl::GetFlag(FLAGS_shared_store_tls_cert);
+  r->tls_key = absl::GetFlag(FLAGS_shared_store_tls_key);
+  r->tls_server_name = absl::GetFlag(FLAGS_shared_store_tls_server_name);
+  r->io_timeout_s = absl::GetFlag(FLAGS_shared_store_timeout);
+  if (!(r->io_timeout_s > 0)) return absl::InvalidArgumentError("--shared-store-timeout must be > 0");
+  r->connect_timeout_s = std::min(1.0, r->io_timeout_s / 2);
+  if (r->tls && !RedisTlsAvailable())
+    return absl::InvalidArgumentError(
+        "--shared-store: TLS requested but this build has no Redis TLS (hiredis 1.x with libhiredis_ssl is "
+        "needed; Debian 12 ships hiredis 0.14 without it): use a plain connection on a private network");
+  std::string replica = absl::GetFlag(FLAGS_replica_id);
+  if (replica.empty()) {
+    char host[256] = {0};
+    ::gethostname(host, sizeof(host) - 1);
+    replica = absl::StrCat(host, "-", ::getpid());
+  }
+  c->use_shared_store = true;
+  c->shared_store.redis = *r;
+  c->shared_store.replica_id = replica;
+  c->shared_store.lease_ms = absl::GetFlag(FLAGS_shared_lease_ms);
+  c->shared_retry_seconds = absl::GetFlag(FLAGS_shared_retry);
+  if (c->shared_store.lease_ms < 100) return absl::InvalidArgumentError("--shared-lease-ms must be >= 100");
+  if (!(c->shared_retry_seconds > 0)) return absl::InvalidArgumentError("--shared-retry must be > 0");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<EngineConfig> EngineConfigFromFlags() {
   RETURN_IF_ERROR(CheckFlagRanges());
   EngineConfig c;
@@ -169,6 +229,7 @@ absl::StatusOr<EngineConfig> EngineConfigFromFlags() {
   if (!ParseBytes(absl::GetFlag(FLAGS_host_state_budget), &c.host_state_budget)) {
     return absl::InvalidArgumentError("--host-state-budget: not a size");
   }
+  if (absl::Status st = SharedStoreFromFlags(&c); !st.ok()) return st;
   absl::Status st = c.Validate();
   if (!st.ok()) return st;
   return c;
@@ -253,6 +314,7 @@ int Run(sigset_t signals) {
   }
   auto registry = std::make_shared<prometheus::Registry>();
   ServerMetrics metrics(*registry);
+  SharedStoreMetrics shared_metrics(*registry);
   std::unique_ptr<MetricsHttpServer> metrics_http;
   if (int mport = absl::GetFlag(FLAGS_metrics_port); mport > 0) {
     const std::string mhost = absl::GetFlag(FLAGS_metrics_host);
@@ -310,8 +372,21 @@ int Run(sigset_t signals) {
   }
   Log("warm-up done");
   Engine* eng = engine->get();
-  StatsPoller poller(std::chrono::milliseconds(500), [eng, &metrics] { metrics.UpdateStats(eng->Stats()); });
   (*server)->SetEngine(eng, summary);
+  // Health of the shared tier as its own service: the server stays SERVING on local state without it.
+  std::atomic<bool> report_health{true};
+  TitandServer* srv = server->get();
+  StatsPoller poller(std::chrono::milliseconds(500), [eng, &metrics, &shared_metrics, &report_health, srv] {
+    EngineStats s = eng->Stats();
+    metrics.UpdateStats(s);
+    shared_metrics.Update(s.shared);
+    if (s.shared.enabled && report_health) srv->SetComponentServing("titand.v1.SharedStore", s.shared.up);
+  });
+  if (config->use_shared_store) {
+    Log(absl::StrCat("shared session store ", config->shared_store.redis.host, ":", config->shared_store.redis.port,
+                     " db ", config->shared_store.redis.db, " as replica ", config->shared_store.replica_id,
+                     eng->Stats().shared.up ? "" : " (UNREACHABLE: running on local state, writes retried)"));
+  }
   Log("health SERVING");
 
   int sig = 0;
@@ -325,12 +400,13 @@ int Run(sigset_t signals) {
                 : absl::StrCat("SIGHUP: token file NOT reloaded (old tokens stay): ", st.message()));
   }
   Log(absl::StrCat("signal ", sig == SIGTERM ? "SIGTERM" : "SIGINT", ": health NOT_SERVING, draining"));
+  report_health = false;
   (*server)->SetServing(false);
   const absl::Status drained = (*engine)->Shutdown(/*drain=*/true);
   Log(drained.ok() ? "engine drained, sessions snapshotted" : absl::StrCat("engine drained: ", drained.ToString()));
   auto grace = std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_drain_grace) * 1000));
+  poller.Stop();  // before the server goes: the poller sets the shared store's health
   (*server)->Shutdown(grace);
-  poller.Stop();
   if (token_poller) token_poller->Stop();
   Log(drained.ok() ? "stopped" : "stopped; sessions were lost (exit status 3)");
   return drained.ok() ? 0 : 3;

@@ -93,6 +93,12 @@ void ToProto(const StreamChunk& chunk, const std::string& session_id, v1::Genera
   t->set_queue_seconds(chunk.timing.queue_seconds);
   t->set_time_to_first_token_seconds(chunk.timing.ttft_seconds);
   t->set_total_seconds(chunk.timing.total_seconds);
+  switch (chunk.shared) {
+    case SharedWrite::kNone: break;
+    case SharedWrite::kDurable: out->set_shared_state(v1::SHARED_STATE_DURABLE); break;
+    case SharedWrite::kPending: out->set_shared_state(v1::SHARED_STATE_PENDING); break;
+    case SharedWrite::kRejected: out->set_shared_state(v1::SHARED_STATE_REJECTED); break;
+  }
 }
 
 v1::SessionTier ToProto(SessionTier tier) {

@@ -131,6 +131,11 @@ void TitandServer::SetServing(bool serving) {
   }
 }
 
+void TitandServer::SetComponentServing(const std::string& service, bool serving) {
+  grpc::HealthCheckServiceInterface* health = impl_->server ? impl_->server->GetHealthCheckService() : nullptr;
+  if (health != nullptr) health->SetServingStatus(service, serving);
+}
+
 void TitandServer::Shutdown(std::chrono::milliseconds grace) {
   if (!impl_->server) return;
   impl_->server->Shutdown(std::chrono::system_clock::now() + grace);

@@ -47,6 +47,9 @@ class TitandServer {
   void SetEngine(Engine* engine, const ModelSummary& summary);
   // Health status of "" and "titand.v1.Inference".
   void SetServing(bool serving);
+  // Health status of one named component (e.g. "titand.v1.SharedStore"); the server's own status is
+  // not affected (turns go on with local state while Redis is unreachable).
+  void SetComponentServing(const std::string& service, bool serving);
   // Stops accepting calls; running calls get until now + grace, then are cancelled. Blocks until done.
   void Shutdown(std::chrono::milliseconds grace);
 

@@ -72,6 +72,16 @@ absl::Status EngineImpl::Start() {
   so.codec = MakeSnapshotCodec(b, m.options().device);
   so.fresh = [&m] { return SessionCursor{m.NewState(), {}}; };
   ASSIGN_OR_RETURN(store_, SessionStore::Open(std::move(so)));
+  if (config_.use_shared_store) {
+    SharedTierConfig sc;
+    sc.store = config_.shared_store;
+    sc.store.ttl_seconds = config_.session_ttl_seconds;
+    sc.retry_seconds = config_.shared_retry_seconds;
+    SessionStore* store = store_.get();
+    // A pending write lost to a newer stored state: the local copy is stale, drop it (unless busy: its
+    // running turn's own write will be rejected the same way).
+    ASSIGN_OR_RETURN(shared_, SharedTier::Start(std::move(sc), [store](const std::string& id) { (void)store->Delete(id); }));
+  }
   last_sweep_ = std::chrono::steady_clock::now();
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
@@ -108,13 +118,15 @@ absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback
   if (!on_chunk) return absl::InvalidArgumentError("a chunk callback is required");
   int64_t history = 0;
   const std::string sid = req.session_id;
+  std::string lease_token;
   if (!sid.empty()) {
-    RETURN_IF_ERROR(store_->Pin(sid));  // NOT_FOUND / FAILED_PRECONDITION (busy) / snapshot error
+    RETURN_IF_ERROR(PinForTurn(sid, &lease_token));  // NOT_FOUND / FAILED_PRECONDITION (busy) / ABORTED ...
     auto info = store_->Get(sid);
     if (info.ok()) history = info->history_tokens;
   }
   auto unpin_on_error = [&](absl::Status st) {
     if (!sid.empty()) store_->Unpin(sid);
+    if (shared_ && !sid.empty()) shared_->EndTurn(sid, lease_token, false, nullptr, [](SharedWrite) {});
     return st;
   };
   auto prompt = BuildPrompt(req, history == 0);
@@ -127,6 +139,7 @@ absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback
 
   auto r = std::make_unique<LiveRequest>();
   r->prompt = std::move(prompt).value();
+  r->lease_token = lease_token;
   r->first_turn = history == 0;
   r->cb = std::move(on_chunk);
   r->enqueued = std::chrono::steady_clock::now();
@@ -165,16 +178,22 @@ absl::StatusOr<SessionInfo> EngineImpl::CreateSession(const std::string& request
   if (!requested_id.empty() && !IsValidSessionId(requested_id))
     return absl::InvalidArgumentError("session id must match [A-Za-z0-9._-]{1,128}");
   const std::string id = requested_id.empty() ? RandomSessionId() : requested_id;
-  ASSIGN_OR_RETURN(SessionInfo info, store_->Create(SessionKey(tenant, id)));
+  const std::string key = SessionKey(tenant, id);
+  // Taken on another replica: ALREADY_EXISTS as for a local one (Redis down: decided by WriteNew).
+  if (shared_ && !requested_id.empty() && EnsureLocal(key).ok()) return absl::AlreadyExistsError("session exists");
+  ASSIGN_OR_RETURN(SessionInfo info, store_->Create(key));
+  RETURN_IF_ERROR(PublishNew(key));
   return Unscoped(std::move(info), id);
 }
 
 absl::StatusOr<SessionInfo> EngineImpl::GetSession(const std::string& id, const std::string& tenant) {
   ASSIGN_OR_RETURN(const std::string key, ScopedKey(tenant, id));
+  RETURN_IF_ERROR(EnsureLocal(key));
   ASSIGN_OR_RETURN(SessionInfo info, store_->Get(key));
   return Unscoped(std::move(info), id);
 }
 
+// The sessions held by this replica (with a shared store, others may exist only in Redis).
 absl::StatusOr<std::vector<SessionInfo>> EngineImpl::ListSessions(const std::string& tenant) {
   if (!tenant.empty() && !IsValidTenant(tenant)) return absl::InvalidArgumentError("invalid tenant name");
   const std::string prefix = SessionKey(tenant, "");
@@ -191,7 +210,12 @@ absl::StatusOr<std::vector<SessionInfo>> EngineImpl::ListSessions(const std::str
 
 absl::Status EngineImpl::DeleteSession(const std::string& id, const std::string& tenant) {
   ASSIGN_OR_RETURN(const std::string key, ScopedKey(tenant, id));
-  return store_->Delete(key);
+  if (!shared_) return store_->Delete(key);
+  // Redis first: a session deleted locally but still stored would come back on its next turn.
+  ASSIGN_OR_RETURN(bool stored, shared_->Delete(key));  // lease held -> FAILED_PRECONDITION; down -> UNAVAILABLE
+  absl::Status local = store_->Delete(key);
+  if (absl::IsNotFound(local) && stored) return absl::OkStatus();
+  return local;
 }
 
 absl::StatusOr<SessionInfo> EngineImpl::ForkSession(const std::string& id, const std::string& new_id,
@@ -200,7 +224,11 @@ absl::StatusOr<SessionInfo> EngineImpl::ForkSession(const std::string& id, const
   if (!new_id.empty() && !IsValidSessionId(new_id))
     return absl::InvalidArgumentError("session id must match [A-Za-z0-9._-]{1,128}");
   const std::string nid = new_id.empty() ? RandomSessionId() : new_id;
-  ASSIGN_OR_RETURN(SessionInfo info, store_->Fork(key, SessionKey(tenant, nid)));
+  const std::string nkey = SessionKey(tenant, nid);
+  RETURN_IF_ERROR(EnsureLocal(key));
+  if (shared_ && !new_id.empty() && EnsureLocal(nkey).ok()) return absl::AlreadyExistsError("session exists");
+  ASSIGN_OR_RETURN(SessionInfo info, store_->Fork(key, nkey));
+  RETURN_IF_ERROR(PublishNew(nkey));
   return Unscoped(std::move(info), nid);
 }
 
@@ -232,6 +260,7 @@ absl::Status EngineImpl::Shutdown(bool drain) {
     draining_ = drain;
   }
   if (thread_.joinable()) thread_.join();
+  if (drain && shared_) shared_->Flush(std::chrono::seconds(10));  // pending write-throughs to Redis
   if (!drain || !store_ || config_.session_dir.empty()) return absl::OkStatus();
   const DrainResult r = store_->SaveAll();
   const std::string summary = absl::StrCat(r.written, " sessions written, ", r.current, " already on disk, ",
@@ -262,6 +291,7 @@ EngineStats EngineImpl::Stats() const {
     s.disk_read_errors = ss.disk_read_errors;
     s.disk_remove_errors = ss.disk_remove_errors;
   }
+  if (shared_) s.shared = shared_->Stats();
   return s;
 }
 

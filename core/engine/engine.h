@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/engine/engine_types.h"
+#include "core/session/shared_session_store.h"
 
 namespace titand {
 
@@ -36,6 +37,10 @@ struct EngineConfig {
   int64_t host_state_budget = 2048ll << 20;    // host bytes before eviction to disk
   double session_ttl_seconds = 3600;    // idle sessions older than this are deleted
   int64_t max_sessions = 100000;
+  // Shared session tier in Redis (core/engine/shared_tier.h); off unless use_shared_store.
+  bool use_shared_store = false;
+  SharedStoreOptions shared_store;      // ttl_seconds is set from session_ttl_seconds by the engine
+  double shared_retry_seconds = 1.0;    // interval of write retries while Redis is unreachable
   bool session_write_through = true;    // write each session's snapshot at create/fork/turn end
   // Per-tenant quotas (0 = none): sessions, and the state bytes of a tenant's sessions (checked when a
   // session is created or forked and when a turn starts; a running turn may pass it by its own growth).

@@ -18,6 +18,7 @@
 #include "core/engine/engine.h"
 #include "core/engine/scheduler.h"
 #include "core/engine/session_store.h"
+#include "core/engine/shared_tier.h"
 #include "core/runtime/decoder.h"
 #include "core/runtime/runtime.h"
 
@@ -31,6 +32,7 @@ struct LiveRequest {
   uint64_t arrival = 0;
   SteadyTime enqueued;
   std::vector<int32_t> prompt;       // this turn's tokens
+  std::string lease_token;           // shared tier: this turn's lease ("" = none)
   bool first_turn = true;            // the session had no history when the turn was enqueued
   // Filled at admission:
   bool running = false;
@@ -69,6 +71,11 @@ class EngineImpl final : public Engine {
  private:
   // API side.
   absl::StatusOr<std::vector<int32_t>> BuildPrompt(const GenerateRequest& req, bool first_turn) const;
+  // Shared tier: pins `sid` for a turn (fetching it from Redis when needed) and takes its lease.
+  absl::Status PinForTurn(const std::string& sid, std::string* token);
+  // Brings a session this replica does not hold from Redis (Get/Fork); NOT_FOUND if nowhere.
+  absl::Status EnsureLocal(const std::string& sid);
+  absl::Status PublishNew(const std::string& key);
   // Engine thread (engine_loop.cc).
   void Loop();
   bool Intake();  // moves inbox -> live_, applies cancellations; false when the loop should exit
@@ -86,6 +93,7 @@ class EngineImpl final : public Engine {
   std::unique_ptr<Runtime> rt_;
   Scheduler scheduler_;
   std::unique_ptr<SessionStore> store_;
+  std::unique_ptr<SharedTier> shared_;  // after store_: destroyed first (its writer uses the store)
   std::thread thread_;
 
   mutable absl::Mutex mu_;

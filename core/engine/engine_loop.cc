@@ -221,6 +221,7 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
   }
   const bool normal = error.ok() && (f == EngineFinish::kMaxTokens || f == EngineFinish::kEos ||
                                      f == EngineFinish::kStopSequence);
+  bool turn_committed = false;  // the session's state changed (shared tier: write it through)
   if (r->cur && r->pre_turn && !drop_session) {
     absl::StatusOr<int64_t> committed = normal ? CommitTurn(*r) : absl::StatusOr<int64_t>(0);
     if (!committed.ok()) {
@@ -231,6 +232,7 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
       *r->cur = std::move(*r->pre_turn);  // nothing of the turn stays
     } else {
       c.usage.committed_tokens = *committed;
+      turn_committed = true;
     }
   } else if (r->cur && !drop_session && r->dec && r->dec->generated() > 0) {
     r->cur->pending = {r->dec->last()};  // stateless: keep the invariant (the cursor is dropped anyway)
@@ -243,7 +245,7 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
     auto info = store_->Get(r->req.session_id);
     if (info.ok()) c.usage.session_tokens = info->history_tokens;
   }
-  if (session) store_->Unpin(r->req.session_id, drop_session);  // before the callback: the next turn may follow at once
+  const bool changed = turn_committed;
   r->cur = nullptr;
   const SteadyTime now = std::chrono::steady_clock::now();
   auto secs = [](SteadyTime a, SteadyTime b) { return std::chrono::duration<double>(b - a).count(); };
@@ -258,6 +260,22 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
     if (l != labels_.end() && l->second == id) labels_.erase(l);
     if (r->running) --running_; else --waiting_;
   }
+  const std::string& sid = r->req.session_id;
+  if (session && shared_ && !drop_session) {
+    // Write-through off the engine thread: the session stays pinned until its state is committed (or
+    // refused), then the final chunk says where the state stands.
+    SessionStore* store = store_.get();
+    shared_->EndTurn(
+        sid, r->lease_token, changed, [store, sid] { return store->Serialize(sid); },
+        [store, sid, cb = std::move(r->cb), c = std::move(c)](SharedWrite w) mutable {
+          store->Unpin(sid, /*drop=*/w == SharedWrite::kRejected);
+          c.shared = w;
+          cb(std::move(c));
+        });
+    return;
+  }
+  if (session) store_->Unpin(sid, drop_session);  // before the callback: the next turn may follow at once
+  if (session && shared_) shared_->EndTurn(sid, r->lease_token, false, nullptr, [](SharedWrite) {});
   r->cb(std::move(c));
 }
 

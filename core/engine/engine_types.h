@@ -53,6 +53,16 @@ struct Timing {
   double total_seconds = 0;
 };
 
+// Where a session turn's resulting state stands in the shared store (--shared-store) when the turn's
+// final chunk is sent (core/engine/shared_tier.h).
+enum class SharedWrite {
+  kNone,      // no shared store, or a stateless request
+  kDurable,   // the state is in the shared store
+  kPending,   // not yet: the shared store was unreachable; kept locally, the write is retried
+  kRejected,  // a newer state or another replica's lease won: this turn's state was discarded
+};
+const char* SharedWriteName(SharedWrite w);
+
 // One piece of a stream. Non-final chunks carry tokens; the final chunk carries finish/usage/timing
 // (and may carry the last tokens too). On kError, `error` says why.
 struct StreamChunk {
@@ -64,6 +74,7 @@ struct StreamChunk {
   Usage usage;
   Timing timing;
   absl::Status error;
+  SharedWrite shared = SharedWrite::kNone;  // final chunk of a session turn only
 };
 
 // Called on the engine thread: must not block (push into a bounded buffer and return).
@@ -82,6 +93,22 @@ struct SessionInfo {
   int64_t created_unix = 0;
 };
 
+// The shared session tier (all zero without --shared-store). Counters are totals since start.
+struct SharedStoreStats {
+  bool enabled = false;
+  bool up = false;                     // the last Redis call succeeded
+  int64_t pending_writes = 0;          // sessions whose latest state is not yet in Redis
+  int64_t writes_ok = 0, writes_rejected = 0, write_errors = 0;
+  int64_t fetches = 0;                 // states read from Redis (not local, or newer than local)
+  int64_t bytes_written = 0, bytes_fetched = 0;
+  int64_t last_value_bytes = 0;        // size of the last state written
+  int64_t lease_conflicts = 0;         // turns refused: another turn held the session's lease
+  int64_t leases_lost = 0;             // renewals that found the lease taken or expired
+  double serialize_seconds = 0;        // total time serialising states for writes (writer thread)
+  double commit_seconds = 0;           // total time of write round trips to Redis
+  double fetch_seconds = 0;            // total time of state fetches from Redis
+};
+
 struct EngineStats {
   int64_t running = 0;                 // requests in the running batch
   int64_t waiting = 0;                 // queued, not yet scheduled
@@ -91,6 +118,7 @@ struct EngineStats {
   int64_t host_state_bytes = 0;
   int64_t steps = 0;
   bool draining = false;
+  SharedStoreStats shared;
   // Session snapshot files written, and failed writes / reads / removes (cumulative).
   int64_t disk_writes = 0, disk_write_errors = 0, disk_read_errors = 0, disk_remove_errors = 0;
 };

@@ -15,6 +15,11 @@ SessionCodec MakeSnapshotCodec(const SnapshotBinding& binding, at::Device device
     if (!h.ok()) return h.status();
     return h->history_tokens();
   };
+  c.peek_history_bytes = [](std::string_view bytes) -> absl::StatusOr<int64_t> {
+    auto h = PeekSnapshotHeader(bytes);
+    if (!h.ok()) return h.status();
+    return h->history_tokens();
+  };
   return c;
 }
 

@@ -53,6 +53,8 @@ struct SessionCodec {
   std::function<absl::StatusOr<SessionCursor>(std::string_view)> deserialize;  // onto the device
   // History length recorded in a snapshot file, read from its header only (optional; listing at start).
   std::function<absl::StatusOr<int64_t>(const std::string& path)> peek_history;
+  // The same from in-memory snapshot bytes (optional; shared tier: sessions fetched from Redis).
+  std::function<absl::StatusOr<int64_t>(std::string_view bytes)> peek_history_bytes;
   // Full check of snapshot bytes (checksum, binding) without keeping a cursor (optional; Fork of a disk
   // session validates its source with it before answering OK).
   std::function<absl::Status(std::string_view)> verify;
@@ -124,6 +126,15 @@ class SessionStore {
   absl::Status Pin(const std::string& id);
   absl::StatusOr<SessionCursor*> Materialize(const std::string& id);
   void Unpin(const std::string& id, bool drop = false);
+
+  // Shared tier (core/engine/shared_tier.h). Adopt: the session's state becomes `bytes` (snapshot form,
+  // host tier, verified when materialised), creating the entry if absent; pin = also pin it (the
+  // caller's turn; an entry pinned by someone else -> FAILED_PRECONDITION unless the caller already
+  // holds that pin: `pinned_by_caller`). Serialize: the state's snapshot bytes from any tier; for a
+  // pinned session only by the pin's owner once its turn has stopped touching the cursor (it is then
+  // serialised outside the store's mutex).
+  absl::Status Adopt(const std::string& id, std::string bytes, bool pin, bool pinned_by_caller = false);
+  absl::StatusOr<std::string> Serialize(const std::string& id);
 
   int64_t SweepExpired();          // deletes idle unpinned sessions past the TTL; returns how many
   // Drain: writes every unpinned session whose file is stale to dir; all written become disk tier.

@@ -19,7 +19,8 @@ import yaml
 from conftest_server import BIN, REPO, Titand, free_port, need
 
 VENV_BIN = REPO / ".venv" / "bin"
-OVERLAYS = ["cpu", "gpu"]
+OVERLAYS = ["cpu", "gpu", "shared-redis"]
+SHARED = "shared-redis"  # titand as a Deployment + Redis (shared session tier, issue 13)
 K8S_VERSION = "1.33.0"
 DOC = REPO / "docs" / "operations.md"
 
@@ -51,12 +52,21 @@ def k8s_validate(obj):
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
+def workload(docs):
+    """The titand replicas: the base's StatefulSet, or the shared-redis overlay's Deployment."""
+    found = [d for d in docs if d["kind"] in ("StatefulSet", "Deployment") and d["metadata"]["name"] == "titand"]
+    assert len(found) == 1, [d["kind"] for d in found]
+    return found[0]
+
+
 def test_every_object_valid_against_kubernetes_schemas(rendered):
     overlay, docs = rendered
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == sorted(["ConfigMap", "Service", "Service", "Service", "Deployment", "StatefulSet",
-                            "PodDisruptionBudget", "HorizontalPodAutoscaler", "PodMonitor",
-                            "NetworkPolicy"]), kinds
+    expect = ["ConfigMap", "Service", "Service", "Service", "Deployment", "StatefulSet",
+              "PodDisruptionBudget", "HorizontalPodAutoscaler", "PodMonitor", "NetworkPolicy"]
+    if overlay == SHARED:  # the StatefulSet becomes a Deployment; Redis adds a Deployment, Service, Secret
+        expect = [k for k in expect if k != "StatefulSet"] + ["Deployment", "Deployment", "Service", "Secret"]
+    assert kinds == sorted(expect), kinds
     for d in docs:
         if d["apiVersion"].startswith("monitoring.coreos.com/"):
             continue  # a CRD: checked below
@@ -67,7 +77,7 @@ def test_schema_validation_can_fail(rendered):
     """The validator is strict: an unknown field or a wrong type in a rendered object is rejected."""
     import kubernetes_validate
     _, docs = rendered
-    sts = copy.deepcopy(by_kind(docs, "StatefulSet", "titand"))
+    sts = copy.deepcopy(workload(docs))
     sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["portt"] = 1
     with pytest.raises(kubernetes_validate.ValidationError):
         k8s_validate(sts)
@@ -88,7 +98,7 @@ def test_podmonitor_shape(rendered):
     for ep in pm["spec"]["podMetricsEndpoints"]:
         assert set(ep) <= {"port", "path", "interval", "scrapeTimeout", "scheme", "honorLabels"}
         assert re.fullmatch(r"\d+s", ep["interval"])
-    sts = by_kind(docs, "StatefulSet", "titand")
+    sts = workload(docs)
     pod_labels = sts["spec"]["template"]["metadata"]["labels"]
     assert pm["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     ports = {p["name"] for p in sts["spec"]["template"]["spec"]["containers"][0]["ports"]}
@@ -100,7 +110,7 @@ def test_podmonitor_shape(rendered):
 # Cross-references inside the manifests
 
 def container(docs):
-    return by_kind(docs, "StatefulSet", "titand")["spec"]["template"]["spec"]["containers"][0]
+    return workload(docs)["spec"]["template"]["spec"]["containers"][0]
 
 
 def flag_args(args):
@@ -115,7 +125,7 @@ def flag_args(args):
 
 def test_manifest_cross_references(rendered):
     overlay, docs = rendered
-    sts = by_kind(docs, "StatefulSet", "titand")
+    sts = workload(docs)
     pod = sts["spec"]["template"]
     c = container(docs)
     args = flag_args(c["args"])
@@ -130,8 +140,13 @@ def test_manifest_cross_references(rendered):
         assert c[probe]["grpc"].get("service", "") == ""
     # Session snapshots on the per-replica volume.
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-    claim = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
-    assert mounts[claim] == args["session_dir"]
+    if overlay == SHARED:  # no per-replica volume: a local spill tier on emptyDir, sessions in Redis
+        vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+        local = [n for n, path in mounts.items() if path == args["session_dir"]]
+        assert len(local) == 1 and "emptyDir" in vols[local[0]]
+    else:
+        claim = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+        assert mounts[claim] == args["session_dir"]
     # Drain fits in the grace period: preStop sleep + drain-grace + room for generations and snapshots.
     pre = c["lifecycle"]["preStop"]["exec"]["command"]
     assert pre[0] == "/bin/sleep"
@@ -139,23 +154,28 @@ def test_manifest_cross_references(rendered):
     # Services point at named container ports and select the pods.
     for svc in by_kind(docs, "Service"):
         target = svc["spec"]["selector"]
-        owner = pod if target.items() <= pod["metadata"]["labels"].items() else \
-            by_kind(docs, "Deployment", "titand-envoy")["spec"]["template"]
+        others = [d["spec"]["template"] for d in docs if d["kind"] == "Deployment" and d is not sts]
+        owners = [t for t in [pod, *others] if target.items() <= t["metadata"]["labels"].items()]
+        assert len(owners) == 1, svc["metadata"]["name"]
+        owner = owners[0]
         names = {p["name"] for p in owner["spec"]["containers"][0]["ports"]}
         for p in svc["spec"]["ports"]:
             assert p["targetPort"] in names, (svc["metadata"]["name"], p)
     assert by_kind(docs, "Service", "titand-headless")["spec"]["clusterIP"] == "None"
-    assert sts["spec"]["serviceName"] == "titand-headless"
-    # HPA: scales this StatefulSet on the waiting-requests gauge; PDB selects these pods.
+    if overlay != SHARED:
+        assert sts["spec"]["serviceName"] == "titand-headless"
+    # HPA: scales this StatefulSet / Deployment on the waiting-requests gauge; PDB selects these pods.
     hpa = by_kind(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "titand"}
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": sts["kind"], "name": "titand"}
     assert [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]] == ["titand_requests_waiting"]
     pdb = by_kind(docs, "PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     # Resources: GPU only in the GPU overlay, memory covers the session budgets.
     res = c["resources"]
     assert ("nvidia.com/gpu" in res["limits"]) == (overlay == "gpu")
-    assert c["image"] == f"titand:{overlay}"
+    assert c["image"] == f"titand:{'cpu' if overlay == SHARED else overlay}"
+    if overlay == SHARED:
+        check_shared_store_wiring(docs, c, args)
     assert parse_size(res["limits"]["memory"]) > parse_size(args["device_state_budget"]) + \
         parse_size(args["host_state_budget"])
 
@@ -163,10 +183,10 @@ def test_manifest_cross_references(rendered):
 def test_secrets_mounted_where_the_flags_point(rendered):
     """Every secret file a flag names is a key of a Secret volume mounted at that folder; the example
     Secrets in deploy/secrets/ have exactly those names and keys and pass the Kubernetes schema."""
-    _, docs = rendered
+    overlay, docs = rendered
     c = container(docs)
     args = flag_args(c["args"])
-    pod = by_kind(docs, "StatefulSet", "titand")["spec"]["template"]["spec"]
+    pod = by_kind(docs, "Deployment" if overlay == SHARED else "StatefulSet", "titand")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     needed = {}
@@ -190,6 +210,32 @@ def test_secrets_mounted_where_the_flags_point(rendered):
         assert keys <= examples[name], (name, keys, examples[name])
 
 
+def check_shared_store_wiring(docs, c, args):
+    """--shared-store names the Redis Service's host and port; titand and Redis read the same Secret key;
+    each replica's id is its pod name; Redis keeps no persistence and never evicts sessions silently."""
+    url = re.fullmatch(r"redis://([a-z0-9-]+):(\d+)/(\d+)", args["shared_store"])
+    assert url, args["shared_store"]
+    svc = by_kind(docs, "Service", url.group(1))
+    redis = by_kind(docs, "Deployment", url.group(1))
+    rc = redis["spec"]["template"]["spec"]["containers"][0]
+    rport = {p["name"]: p["containerPort"] for p in rc["ports"]}
+    assert svc["spec"]["ports"][0]["port"] == int(url.group(2))
+    assert rport[svc["spec"]["ports"][0]["targetPort"]] == int(url.group(2))
+    assert svc["spec"]["selector"].items() <= redis["spec"]["template"]["metadata"]["labels"].items()
+    env = {e["name"]: e["valueFrom"] for e in c["env"]}
+    renv = {e["name"]: e["valueFrom"] for e in rc["env"]}
+    ref = env["TITAND_SHARED_STORE_PASSWORD"]["secretKeyRef"]
+    assert renv["REDIS_PASSWORD"]["secretKeyRef"] == ref
+    secret = by_kind(docs, "Secret", ref["name"])
+    assert ref["key"] in secret["data"]
+    assert "$(REDIS_PASSWORD)" in rc["args"] and rc["args"][rc["args"].index("$(REDIS_PASSWORD)") - 1] == "--requirepass"
+    assert args["replica_id"] == "$(POD_NAME)" and env["POD_NAME"]["fieldRef"]["fieldPath"] == "metadata.name"
+    ra = rc["args"]
+    assert ra[ra.index("--maxmemory-policy") + 1] == "noeviction" and ra[ra.index("--save") + 1] == ""
+    # The lease outlives its renewal period and a Redis command's timeout.
+    assert int(args["shared_lease_ms"]) >= 3000 * float(args["shared_store_timeout"])
+
+
 def parse_size(text):
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|KiB|MiB|GiB|K|M|G)?", text)
     assert m, text
@@ -204,7 +250,7 @@ def ts_session_header():
 
 
 def test_envoy_routes_sessions_by_consistent_hash(rendered):
-    _, docs = rendered
+    overlay, docs = rendered
     cm = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("titand-envoy")][0]
     envoy = yaml.safe_load(cm["data"]["envoy.yaml"])
     dep = by_kind(docs, "Deployment", "titand-envoy")
@@ -226,12 +272,22 @@ def test_envoy_routes_sessions_by_consistent_hash(rendered):
     assert cluster["name"] == route["cluster"]
     assert cluster["lb_policy"] in ("RING_HASH", "MAGLEV")
     assert cluster["type"] == "STRICT_DNS"
-    assert cluster["common_lb_config"]["consistent_hashing_lb_config"]["use_hostname_for_hashing"] is True
+    if overlay != SHARED:
+        assert cluster["common_lb_config"]["consistent_hashing_lb_config"]["use_hostname_for_hashing"] is True
     assert "http2_protocol_options" in str(cluster["typed_extension_protocol_options"])
     assert cluster["health_checks"][0]["grpc_health_check"]["service_name"] == ""
+    grpc_port = {p["name"]: p["containerPort"] for p in container(docs)["ports"]}["grpc"]
+    if overlay == SHARED:
+        # A Deployment has no stable pod names: the ring is built from the headless Service's pod
+        # addresses (affinity = cache locality only; any replica can serve a session).
+        assert cluster["common_lb_config"]["consistent_hashing_lb_config"]["use_hostname_for_hashing"] is False
+        eps = [e["endpoint"]["address"]["socket_address"]
+               for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+        assert eps == [{"address": "titand-headless", "port_value": grpc_port}]
+        assert by_kind(docs, "Service", "titand-headless")["spec"]["clusterIP"] == "None"
+        return
     # One endpoint per possible replica ordinal (0 .. HPA max-1), at the gRPC port.
     sts = by_kind(docs, "StatefulSet", "titand")
-    grpc_port = {p["name"]: p["containerPort"] for p in container(docs)["ports"]}["grpc"]
     hpa = by_kind(docs, "HorizontalPodAutoscaler")
     eps = [e["endpoint"]["address"]["socket_address"] for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
     expect = [f"titand-{i}.{sts['spec']['serviceName']}" for i in range(hpa["spec"]["maxReplicas"])]

@@ -19,6 +19,7 @@ class Completion:
     finish_reason: str          # "MAX_TOKENS", "EOS", "STOP_SEQUENCE", "CANCELLED", ...
     usage: pb.Usage
     timing: pb.Timing
+    shared_state: str = "UNSPECIFIED"  # --shared-store: "DURABLE", "PENDING", "REJECTED"
 
 
 def _request(text=None, tokens=None, chat=None, session_id="", max_tokens=None, temperature=None,
@@ -130,7 +131,8 @@ class Client:
         if last is None:
             raise RuntimeError("stream ended without a final message")
         return Completion(ids, "".join(text), lps, pb.FinishReason.Name(last.finish_reason).replace(
-            "FINISH_REASON_", ""), last.usage, last.timing)
+            "FINISH_REASON_", ""), last.usage, last.timing,
+            pb.SharedState.Name(last.shared_state).replace("SHARED_STATE_", ""))
 
     def abort(self, request_id: str, timeout: Optional[float] = None) -> None:
         self.stub.Abort(pb.AbortRequest(request_id=request_id), timeout=timeout)
