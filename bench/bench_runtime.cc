@@ -1,15 +1,19 @@
 // bench_runtime: speed and state size of the bare runtime (no server).
-//   bench_runtime --model M [--tptt DIR] [--dtype float32|bfloat16] [--threads N]
-//                 [--prefill 512] [--decode 64] [--contexts 512,2048,8192,32768] [--decode-at 16]
+//   bench_runtime --model M [--tptt DIR] [--device auto|cpu|cuda[:N]] [--dtype auto|float32|bfloat16|float16]
+//                 [--threads N] [--prefill 512] [--decode 64] [--contexts 512,2048,8192,32768] [--decode-at 16]
+//                 [--batches 1,8,32] [--batch-context 512]
 // Prints one JSON object: prefill tokens/s (real tokens), decode tokens/s at batch 1 after the prefill,
 // and decode ms/token at each context length. For the context sweep the state is filled with random
 // keys/values/memory of the right shapes instead of prefilling (decode cost depends on shapes, not values).
+// --batches: aggregate decode tokens/s of B sequences decoded together (one Forward per step, B inputs),
+// each with a synthetic state of --batch-context tokens.
 #include <ATen/Parallel.h>
 #include <chrono>
 #include <iostream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "core/runtime/device.h"
 #include "core/runtime/runtime.h"
 #include "nlohmann/json.hpp"
 
@@ -31,7 +35,7 @@ double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::d
 SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
   const ModelConfig& c = m.config();
   SequenceState s = m.NewState();
-  auto opt = at::TensorOptions().dtype(m.options().dtype);
+  auto opt = at::TensorOptions().dtype(m.options().dtype).device(m.options().device);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     auto w = m.LayerWindow(i);
     const int64_t kept = w ? std::min(*w - 1, ctx) : ctx;
@@ -40,23 +44,26 @@ SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
     l.k = at::randn({c.num_kv_heads, cap, c.head_dim}, opt);
     l.v = at::randn({c.num_kv_heads, cap, c.head_dim}, opt);
     l.len = kept;
-    if (m.hybrid(i)) l.memory = at::randn({c.num_heads, c.head_dim, c.head_dim}) * 0.05;
+    if (m.hybrid(i)) l.memory = at::randn({c.num_heads, c.head_dim, c.head_dim}, opt.dtype(at::kFloat)) * 0.05;
   }
   s.num_tokens = ctx;
   return s;
 }
 
-double DecodeSeconds(CausalLM& m, SequenceState& s, int steps) {
-  std::vector<ForwardInput> in(1);
-  in[0].state = &s;
-  in[0].tokens = {42};
+// Seconds per decode step of all `states` together (each step returns logits on the host: synchronised).
+double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps) {
+  std::vector<ForwardInput> in(states.size());
+  for (size_t b = 0; b < states.size(); ++b) {
+    in[b].state = states[b];
+    in[b].tokens = {42};
+  }
   if (auto r = m.Forward(in); !r.ok()) {  // warm
     std::cerr << "bench_runtime: decode failed: " << r.status().message() << "\n";
     std::exit(1);
   }
   const auto t0 = Clock::now();
   for (int i = 0; i < steps; ++i) {
-    in[0].tokens = {static_cast<int32_t>(100 + i)};
+    for (auto& x : in) x.tokens = {static_cast<int32_t>(100 + i)};
     auto r = m.Forward(in);
     if (!r.ok()) {
       std::cerr << r.status() << "\n";
@@ -72,23 +79,31 @@ int main(int argc, char** argv) {
   LoadOptions lo;
   lo.model = Arg(argc, argv, "model", "smollm2-135m");
   lo.tptt_dir = Arg(argc, argv, "tptt", "");
-  lo.dtype = Arg(argc, argv, "dtype", "float32");
+  lo.dtype = Arg(argc, argv, "dtype", "auto");
+  lo.device = Arg(argc, argv, "device", "auto");
   lo.threads = std::stoi(Arg(argc, argv, "threads", "0"));
   const int prefill = std::stoi(Arg(argc, argv, "prefill", "512"));
   const int decode = std::stoi(Arg(argc, argv, "decode", "64"));
   const int decode_at = std::stoi(Arg(argc, argv, "decode-at", "16"));
-  std::vector<int64_t> contexts;
-  for (absl::string_view p : absl::StrSplit(Arg(argc, argv, "contexts", "512,2048,8192,32768"), ',', absl::SkipEmpty())) {
-    int64_t v;
-    if (absl::SimpleAtoi(p, &v)) contexts.push_back(v);
-  }
+  const int64_t batch_context = std::stoll(Arg(argc, argv, "batch-context", "512"));
+  auto list = [&](const char* name, const char* def) {
+    std::vector<int64_t> v;
+    for (absl::string_view p : absl::StrSplit(Arg(argc, argv, name, def), ',', absl::SkipEmpty())) {
+      int64_t x;
+      if (absl::SimpleAtoi(p, &x)) v.push_back(x);
+    }
+    return v;
+  };
+  const std::vector<int64_t> contexts = list("contexts", "512,2048,8192,32768");
+  const std::vector<int64_t> batches = list("batches", "");
   auto rt = LoadRuntime(lo);
   if (!rt.ok()) {
     std::cerr << "bench_runtime: " << rt.status().message() << "\n";
     return 1;
   }
   CausalLM& m = *(*rt)->model;
-  nlohmann::json out = {{"model", (*rt)->model_path}, {"tptt", lo.tptt_dir}, {"dtype", lo.dtype},
+  nlohmann::json out = {{"model", (*rt)->model_path}, {"tptt", lo.tptt_dir},
+                        {"dtype", DtypeName(m.options().dtype)}, {"device", m.options().device.str()},
                         {"threads", at::get_num_threads()}};
   // Prefill: `prefill` real tokens in one forward (after one warm-up run).
   std::vector<int32_t> toks;
@@ -108,17 +123,28 @@ int main(int argc, char** argv) {
     if (rep == 1) {
       out["prefill_tokens"] = prefill;
       out["prefill_tokens_per_s"] = prefill / sec;
-      out["decode_tokens_per_s_after_prefill"] = 1.0 / DecodeSeconds(m, s, decode);
+      out["decode_tokens_per_s_after_prefill"] = 1.0 / DecodeSeconds(m, {&s}, decode);
       out["decode_tokens"] = decode;
     }
   }
   nlohmann::json sweep = nlohmann::json::array();
   for (int64_t ctx : contexts) {
     SequenceState s = SyntheticState(m, ctx);
-    const double sec = DecodeSeconds(m, s, decode_at);
+    const double sec = DecodeSeconds(m, {&s}, decode_at);
     sweep.push_back({{"context", ctx}, {"decode_ms_per_token", sec * 1000}, {"state_bytes", m.StateBytesAt(ctx)}});
   }
   out["decode_at_context"] = sweep;
+  nlohmann::json agg = nlohmann::json::array();
+  for (int64_t b : batches) {
+    std::vector<SequenceState> states;
+    for (int64_t i = 0; i < b; ++i) states.push_back(SyntheticState(m, batch_context));
+    std::vector<SequenceState*> ptrs;
+    for (auto& st : states) ptrs.push_back(&st);
+    const double sec = DecodeSeconds(m, ptrs, decode_at);
+    agg.push_back({{"batch", b}, {"context", batch_context}, {"step_ms", sec * 1000},
+                   {"aggregate_tokens_per_s", b / sec}});
+  }
+  out["batched_decode"] = agg;
   std::cout << out.dump(2) << "\n";
   return 0;
 }

@@ -8,7 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/common/status.h"
+#include "core/runtime/device.h"
 #include "core/tokenizer/chat_format.h"
+#include "core/tokenizer/prompt_builder.h"
 #include "nlohmann/json.hpp"
 
 namespace titand::cli {
@@ -22,40 +24,44 @@ absl::Status NeedTokenizer(const Runtime& rt) {
       absl::StrCat(rt.model_path, " has no tokenizer (tokenizer.json); pass token ids with --ids"));
 }
 
-absl::StatusOr<GenerateOptions> GenOptions(const Args& a) {
-  GenerateOptions g;
+// Decoding parameters from the flags; unset flags keep the defaults of core/sampling/sampling_params.h.
+absl::StatusOr<DecodeParams> GenOptions(const Args& a) {
+  DecodeParams g;
   ASSIGN_OR_RETURN(auto max_tokens, a.GetInt("max-tokens"));
-  g.max_tokens = static_cast<int>(max_tokens.value_or(128));
   ASSIGN_OR_RETURN(auto t, a.GetDouble("temperature"));
   ASSIGN_OR_RETURN(auto top_k, a.GetInt("top-k"));
   ASSIGN_OR_RETURN(auto top_p, a.GetDouble("top-p"));
   ASSIGN_OR_RETURN(auto min_p, a.GetDouble("min-p"));
   ASSIGN_OR_RETURN(auto rep, a.GetDouble("repetition-penalty"));
   ASSIGN_OR_RETURN(auto seed, a.GetInt("seed"));
-  g.sampling.temperature = static_cast<float>(t.value_or(0.0));  // greedy unless asked
-  g.sampling.top_k = static_cast<int>(top_k.value_or(0));
-  g.sampling.top_p = static_cast<float>(top_p.value_or(1.0));
-  g.sampling.min_p = static_cast<float>(min_p.value_or(0.0));
-  g.sampling.repetition_penalty = static_cast<float>(rep.value_or(1.0));
-  g.sampling.seed = static_cast<uint64_t>(seed.value_or(0));
-  if (a.Has("stop")) g.stop_strings.push_back(a.Get("stop"));
-  RETURN_IF_ERROR(g.sampling.Validate());
+  if (max_tokens) g.stop.max_tokens = static_cast<int32_t>(*max_tokens);
+  if (t) g.sampling.temperature = static_cast<float>(*t);
+  if (top_k) g.sampling.top_k = static_cast<int>(*top_k);
+  if (top_p) g.sampling.top_p = static_cast<float>(*top_p);
+  if (min_p) g.sampling.min_p = static_cast<float>(*min_p);
+  if (rep) g.sampling.repetition_penalty = static_cast<float>(*rep);
+  if (seed) g.sampling.seed = static_cast<uint64_t>(*seed);
+  if (a.Has("stop")) g.stop.stop_strings.push_back(a.Get("stop"));
+  g.stop.include_stop_str_in_output = a.Has("include-stop");
+  g.stop.ignore_eos = a.Has("ignore-eos");
+  RETURN_IF_ERROR(g.Validate());
   return g;
 }
 
-// Renders one chat turn; the first turn of a conversation gets the template's system prompt rules.
-absl::StatusOr<std::string> RenderTurn(const Runtime& rt, const std::string& system, const std::string& user,
-                                       bool first_turn) {
-  ASSIGN_OR_RETURN(ChatFormat f, DetectChatFormat(rt.tokenizer->chat_template_source()));
+// This chat turn's messages: the system prompt (if any) goes into the first turn only.
+std::vector<ChatMessage> TurnMessages(const std::string& system, const std::string& user, bool first_turn) {
   std::vector<ChatMessage> msgs;
-  if (!system.empty()) msgs.push_back({"system", system});
+  if (first_turn && !system.empty()) msgs.push_back({"system", system});
   msgs.push_back({"user", user});
-  return RenderChat(f, msgs, /*add_generation_prompt=*/true, rt.tokenizer->chat_template_source(), first_turn);
+  return msgs;
 }
 
-// One generation streamed to stdout, timing to stderr.
-absl::Status StreamTurn(Runtime& rt, SessionCursor& cur, const std::vector<int32_t>& prompt,
-                        const GenerateOptions& g, bool stream, bool json = false) {
+// One generation streamed to stdout, timing to stderr. For a chat turn the cursor is then committed as
+// the server commits it (prompt_builder.h: history == the template's rendering of the conversation).
+absl::Status StreamTurn(Runtime& rt, SessionCursor& cur, const PromptInput& in, const PromptOptions& po,
+                        const DecodeParams& g, bool stream, bool json = false) {
+  ASSIGN_OR_RETURN(std::vector<int32_t> prompt, BuildPrompt(rt.tokenizer.get(), rt.config.vocab_size, in, po));
+  const SessionCursor pre_turn = cur.Fork();
   const auto t0 = Clock::now();
   Clock::time_point t_first;
   bool first = true;
@@ -69,9 +75,17 @@ absl::Status StreamTurn(Runtime& rt, SessionCursor& cur, const std::vector<int32
   };
   ASSIGN_OR_RETURN(GenerateResult r, Generate(*rt.model, *rt.tokenizer, cur, prompt, g, on_token));
   const auto t1 = Clock::now();
+  std::vector<int32_t> committed = prompt;
+  committed.insert(committed.end(), r.tokens.begin(), r.tokens.end());
+  if (!in.messages.empty() && g.stop.max_tokens > 0) {
+    ASSIGN_OR_RETURN(std::vector<int32_t> target, ChatTurnTokens(*rt.tokenizer, in.messages, r.text, po));
+    RETURN_IF_ERROR(CommitTokens(*rt.model, cur, pre_turn, committed, target));
+    committed = std::move(target);
+  }
   if (json) {
     nlohmann::json j = {{"tokens", r.tokens}, {"text", r.text}, {"finish_reason", FinishReasonName(r.finish)},
-                        {"prompt_tokens", r.prompt_tokens}, {"prompt_ids", prompt}};
+                        {"prompt_tokens", r.prompt_tokens}, {"prompt_ids", prompt},
+                        {"committed_ids", committed}, {"history_tokens", cur.history_tokens()}};
     std::cout << j.dump() << "\n";
     return absl::OkStatus();
   }
@@ -92,15 +106,17 @@ absl::Status RunGenerate(const Args& a) {
   ASSIGN_OR_RETURN(auto rt, LoadFromArgs(a));
   RETURN_IF_ERROR(NeedTokenizer(*rt));
   ASSIGN_OR_RETURN(std::string text, ReadText(a));
-  ASSIGN_OR_RETURN(GenerateOptions g, GenOptions(a));
+  ASSIGN_OR_RETURN(DecodeParams g, GenOptions(a));
   const std::string session = a.Get("session");
   ASSIGN_OR_RETURN(SessionCursor cur, OpenCursor(*rt, session));
-  const bool fresh = cur.state.num_tokens == 0 && cur.pending.empty();
+  const PromptOptions po{cur.history_tokens() == 0, a.Has("parse-special")};
+  PromptInput in;
   if (a.Has("chat")) {
-    ASSIGN_OR_RETURN(text, RenderTurn(*rt, a.Get("system"), text, fresh));
+    in.messages = TurnMessages(a.Get("system"), text, po.first_turn);
+  } else {
+    in.text = text;
   }
-  std::vector<int32_t> prompt = rt->tokenizer->Encode(text);
-  RETURN_IF_ERROR(StreamTurn(*rt, cur, prompt, g, !a.Has("no-stream") && !a.Has("json"), a.Has("json")));
+  RETURN_IF_ERROR(StreamTurn(*rt, cur, in, po, g, !a.Has("no-stream") && !a.Has("json"), a.Has("json")));
   if (!session.empty()) RETURN_IF_ERROR(SaveCursor(*rt, cur, session));
   return absl::OkStatus();
 }
@@ -108,7 +124,7 @@ absl::Status RunGenerate(const Args& a) {
 absl::Status RunChat(const Args& a) {
   ASSIGN_OR_RETURN(auto rt, LoadFromArgs(a));
   RETURN_IF_ERROR(NeedTokenizer(*rt));
-  ASSIGN_OR_RETURN(GenerateOptions g, GenOptions(a));
+  ASSIGN_OR_RETURN(DecodeParams g, GenOptions(a));
   const std::string session = a.Get("session");
   ASSIGN_OR_RETURN(SessionCursor cur, OpenCursor(*rt, session));
   std::string line;
@@ -117,11 +133,11 @@ absl::Status RunChat(const Args& a) {
     if (tty) std::cerr << "> " << std::flush;
     if (!std::getline(std::cin, line)) break;
     if (line.empty()) continue;
-    const bool fresh = cur.state.num_tokens == 0 && cur.pending.empty();
     // Each turn processes only its own new tokens: the history lives in the session state.
-    ASSIGN_OR_RETURN(std::string text, RenderTurn(*rt, fresh ? a.Get("system") : "", line, fresh));
-    std::vector<int32_t> prompt = rt->tokenizer->Encode(text);
-    RETURN_IF_ERROR(StreamTurn(*rt, cur, prompt, g, true));
+    const PromptOptions po{cur.history_tokens() == 0, a.Has("parse-special")};
+    PromptInput in;
+    in.messages = TurnMessages(a.Get("system"), line, po.first_turn);
+    RETURN_IF_ERROR(StreamTurn(*rt, cur, in, po, g, true));
     if (!session.empty()) RETURN_IF_ERROR(SaveCursor(*rt, cur, session));
   }
   return absl::OkStatus();
@@ -195,7 +211,9 @@ absl::Status RunScore(const Args& a) {
   } else {
     RETURN_IF_ERROR(NeedTokenizer(*rt));
     ASSIGN_OR_RETURN(std::string text, ReadText(a));
-    ids = rt->tokenizer->Encode(text);
+    PromptInput in;
+    in.text = text;
+    ASSIGN_OR_RETURN(ids, BuildPrompt(rt->tokenizer.get(), rt->config.vocab_size, in, {true, a.Has("parse-special")}));
   }
   const std::string session = a.Get("session");
   ASSIGN_OR_RETURN(SessionCursor cur, OpenCursor(*rt, session));
@@ -212,7 +230,12 @@ absl::Status RunTokenize(const Args& a) {
   ASSIGN_OR_RETURN(auto rt, LoadFromArgs(a));
   RETURN_IF_ERROR(NeedTokenizer(*rt));
   ASSIGN_OR_RETURN(std::string text, ReadText(a));
-  std::cout << "{\"ids\": [" << absl::StrJoin(rt->tokenizer->Encode(text), ", ") << "]}\n";
+  // The prompt builder's text path: ill-formed UTF-8 is an error (naming the byte), never dropped bytes.
+  PromptInput in;
+  in.text = text;
+  ASSIGN_OR_RETURN(std::vector<int32_t> ids,
+                   BuildPrompt(rt->tokenizer.get(), rt->config.vocab_size, in, {true, a.Has("parse-special")}));
+  std::cout << "{\"ids\": [" << absl::StrJoin(ids, ", ") << "]}\n";
   return absl::OkStatus();
 }
 
@@ -224,7 +247,9 @@ absl::Status RunInfo(const Args& a) {
   j["format"] = rt->format;
   j["architecture"] = c.arch;
   j["name"] = c.name;
-  j["dtype"] = a.Get("dtype", "float32");
+  j["dtype"] = DtypeName(rt->model->options().dtype);
+  j["device"] = rt->model->options().device.str();
+  j["model_id"] = rt->model_id;
   j["parameters"] = rt->model->ParameterCount();
   j["layers"] = c.num_layers;
   j["hidden_size"] = c.hidden_size;

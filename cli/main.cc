@@ -3,7 +3,7 @@
 //   score    --model M (--text T | --text-file F | --ids 1,2,3)      -> JSON {ids, logprobs}; --batch F -> JSON lines
 //   tokenize --model M (--text T | --text-file F)                    -> JSON {ids}
 //   info     --model M                                               -> JSON
-// Common: --dtype float32|bfloat16, --threads N, --tptt DIR, --session FILE.
+// Common: --dtype auto|float32|bfloat16|float16, --device auto|cpu|cuda[:N], --threads N, --tptt DIR, --session FILE.
 // Errors: one line on stderr, exit status 1 (2 for usage errors).
 #include <chrono>
 #include <cmath>
@@ -25,13 +25,14 @@ const char kUsage[] =
     "usage: titan-run <generate|chat|score|tokenize|info> --model PATH|smollm2-135m [options]\n"
     "  generate  --prompt TEXT | --prompt-file F  [--chat] [--system TEXT] [--max-tokens N]\n"
     "            [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S]\n"
-    "            [--stop STR] [--session FILE] [--json]\n"
+    "            [--stop STR] [--include-stop] [--ignore-eos] [--session FILE] [--json]\n"
+    "            text, chat contents and --stop are literal text; --parse-special parses control-token spellings\n"
     "  chat      interactive multi-turn chat on stdin (one user turn per line) [--session FILE]\n"
     "  score     --text TEXT | --text-file F | --ids 1,2,3  [--session FILE]   (JSON: ids, logprobs)\n"
     "            or --batch F: one line per input, [ids] or {prefix, continuations}  (JSON lines)\n"
-    "  tokenize  --text TEXT | --text-file F                                   (JSON: ids)\n"
+    "  tokenize  --text TEXT | --text-file F [--parse-special]                 (JSON: ids; bad UTF-8: error)\n"
     "  info                                                                     (JSON)\n"
-    "common: --dtype float32|bfloat16  --device auto|cpu|cuda  --threads N  --tptt DIR  --mu X (override the adapter's gate)\n";
+    "common: --dtype auto|float32|bfloat16|float16  --device auto|cpu|cuda[:N]  --threads N  --tptt DIR  --mu X (override the adapter's gate)\n";
 
 }  // namespace
 
@@ -60,7 +61,7 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& s) {
 absl::StatusOr<std::unique_ptr<Runtime>> LoadFromArgs(const Args& a) {
   LoadOptions lo;
   ASSIGN_OR_RETURN(lo.model, a.Require("model"));
-  lo.dtype = a.Get("dtype", "float32");
+  lo.dtype = a.Get("dtype", "auto");
   lo.device = a.Get("device", "auto");
   lo.tptt_dir = a.Get("tptt");
   ASSIGN_OR_RETURN(auto threads, a.GetInt("threads"));
@@ -90,8 +91,9 @@ int main(int argc, char** argv) {
   rest.erase(rest.begin());
   const std::set<std::string> with_value = {
       "model", "prompt", "prompt-file", "text", "text-file", "ids", "system", "max-tokens", "temperature",
-      "top-k", "top-p", "min-p", "repetition-penalty", "seed", "stop", "dtype", "threads", "tptt", "session", "mu", "device", "batch"};
-  const std::set<std::string> flags = {"chat", "no-stream", "json"};
+      "top-k", "top-p", "min-p", "repetition-penalty", "seed", "stop", "dtype", "threads", "tptt", "session", "mu", "device",
+      "batch"};
+  const std::set<std::string> flags = {"chat", "no-stream", "json", "parse-special", "include-stop", "ignore-eos"};
   auto args = Args::Parse(rest, with_value, flags);
   if (!args.ok()) {
     std::cerr << "titan-run: error: " << args.status().message() << "\n" << kUsage;

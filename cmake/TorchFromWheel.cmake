@@ -59,7 +59,8 @@ set(CMAKE_LIBRARY_PATH "${_tw_saved_library_path}")
 
 # Every library torch's package resolved must come from the wheel, not from a system LibTorch.
 foreach(_tw_lib IN LISTS TORCH_LIBRARIES TORCH_LIBRARY C10_LIBRARY)
-  if(_tw_lib MATCHES "^/" AND NOT _tw_lib MATCHES "^${_tw_root}/")
+  # (CUDA wheels also list CUDA libraries from the nvidia-* wheels or a toolkit: only torch's own are checked)
+  if(_tw_lib MATCHES "^/.*/lib(torch|c10)[^/]*$" AND NOT _tw_lib MATCHES "^${_tw_root}/")
     message(FATAL_ERROR "titand: torch library ${_tw_lib} is not from the wheel at ${_tw_root} (a system "
                         "LibTorch, e.g. Debian's libtorch-dev, was found first). Remove it or clear the CMake cache.")
   endif()
@@ -82,8 +83,9 @@ foreach(_tw_tgt torch torch_library c10 torch_cpu torch_cuda c10_cuda)
 endforeach()
 
 # Binaries find the wheel's shared libraries through their RPATH (build tree and install alike).
-list(APPEND CMAKE_BUILD_RPATH "${TITAND_TORCH_LIB_DIR}")
-list(APPEND CMAKE_INSTALL_RPATH "${TITAND_TORCH_LIB_DIR}")
+# $ORIGIN/../lib/site-packages/torch/lib: the runtime images' layout (deploy/docker/collect.sh).
+list(APPEND CMAKE_BUILD_RPATH "${TITAND_TORCH_LIB_DIR}" "\$ORIGIN/../lib/site-packages/torch/lib")
+list(APPEND CMAKE_INSTALL_RPATH "${TITAND_TORCH_LIB_DIR}" "\$ORIGIN/../lib/site-packages/torch/lib")
 if(TITAND_TORCH_CUDA)
   set(_tw_kind "CUDA ${TITAND_TORCH_CUDA}")
 else()

@@ -7,7 +7,7 @@ ROOT=$(pwd)
 
 APT_PKGS="build-essential cmake ninja-build pkg-config libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libicu-dev ccache prometheus unzip"
+  nlohmann-json3-dev libicu-dev ccache prometheus unzip clang libclang-rt-dev"
 
 need_apt=0
 for p in $APT_PKGS; do
@@ -26,6 +26,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import torch, transformers, tokenizers, gguf, pytest, grpc_tools" >/dev/null 2>&1; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
+  # LibTorch comes from this torch wheel (cmake/TorchFromWheel.cmake). TITAND_TORCH_INDEX_URL picks another
+  # index for it, e.g. PyTorch's CPU-only wheels in the CPU image (PyPI's Linux wheel is the CUDA build).
+  if [ -n "${TITAND_TORCH_INDEX_URL:-}" ]; then
+    .venv/bin/pip install -q --index-url "$TITAND_TORCH_INDEX_URL" "$(grep -E '^torch==' tools/requirements.txt)"
+  fi
   .venv/bin/pip install -q -r tools/requirements.txt
 fi
 

@@ -49,7 +49,8 @@ grpc::Status FinalStatus(const StreamChunk& c) {
 }  // namespace
 
 GenerateReactor::GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t buffer_chunks,
-                                 grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request)
+                                 grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request,
+                                 absl::Status parsed)
     : engine_(engine), metrics_(metrics), shared_(std::make_shared<Shared>()) {
   shared_->capacity = buffer_chunks;
   shared_->session_id = request->session_id();
@@ -65,7 +66,7 @@ GenerateReactor::GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t 
     return;
   }
   GenerateRequest req;
-  absl::Status st = FromProto(*request, &req);
+  absl::Status st = parsed.ok() ? FromProto(*request, &req) : parsed;
   if (st.ok()) {
     req.deadline = SteadyDeadline(ctx->deadline(), std::chrono::system_clock::now(),
                                   std::chrono::steady_clock::now());
@@ -175,7 +176,10 @@ void GenerateReactor::Advance(const std::shared_ptr<Shared>& shared, bool may_ca
   if (cancel) shared->engine->Cancel(id);
   if (action == Action::kWrite) {
     ToProto(chunk, shared->session_id, &reactor->out_);
-    reactor->StartWrite(&reactor->out_);
+    bool own = false;
+    reactor->out_bytes_.Clear();  // the previous write is done (one in flight); the writer needs it empty
+    grpc::SerializationTraits<v1::GenerateResponse>::Serialize(reactor->out_, &reactor->out_bytes_, &own);
+    reactor->StartWrite(&reactor->out_bytes_);
   } else if (action == Action::kFinish) {
     reactor->Finish(finish_status);
   }

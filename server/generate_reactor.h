@@ -28,12 +28,15 @@
 
 namespace titand {
 
-class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+// Writes serialized v1::GenerateResponse messages (the method is registered raw: inference_service.h).
+class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // Starts the call: converts and enqueues the request (or finishes at once with the error). `engine`
   // null = not ready (UNAVAILABLE). The reactor deletes itself in OnDone.
+  // `parsed` is the outcome of parsing the request's bytes (not OK: the call ends with it).
   GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t buffer_chunks,
-                  grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request);
+                  grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request,
+                  absl::Status parsed = absl::OkStatus());
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -52,6 +55,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   ServerMetrics* const metrics_;
   std::shared_ptr<Shared> shared_;
   v1::GenerateResponse out_;   // the one message in flight
+  grpc::ByteBuffer out_bytes_; // ... serialized
 };
 
 }  // namespace titand

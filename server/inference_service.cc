@@ -1,3 +1,4 @@
+#include "server/request_parse.h"
 #include "server/inference_service.h"
 
 #include "server/generate_reactor.h"
@@ -41,9 +42,16 @@ grpc::ServerUnaryReactor* InferenceService::RunOnPool(grpc::CallbackServerContex
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(grpc::CallbackServerContext* ctx,
-                                                                           const v1::GenerateRequest* req) {
-  return new GenerateReactor(engine_.load(), metrics_, stream_buffer_chunks_, ctx, req);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(grpc::CallbackServerContext* ctx,
+                                                                       const grpc::ByteBuffer* req) {
+  std::vector<grpc::Slice> slices;
+  std::string wire;
+  if (req->Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) wire.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  v1::GenerateRequest parsed;
+  absl::Status st = ParseRequest(wire, &parsed);
+  return new GenerateReactor(engine_.load(), metrics_, stream_buffer_chunks_, ctx, &parsed, st);
 }
 
 grpc::ServerUnaryReactor* InferenceService::CreateSession(grpc::CallbackServerContext* ctx,

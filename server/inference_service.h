@@ -15,15 +15,17 @@
 
 namespace titand {
 
-class InferenceService final : public v1::Inference::CallbackService {
+// Generate is registered raw (wire bytes in and out) so that a request protobuf cannot parse gets a
+// precise INVALID_ARGUMENT (request_parse.h) instead of gRPC's empty UNIMPLEMENTED.
+class InferenceService final : public v1::Inference::WithRawCallbackMethod_Generate<v1::Inference::CallbackService> {
  public:
   InferenceService(ServerMetrics* metrics, size_t stream_buffer_chunks, int call_threads);
 
   // The engine once it is loaded and warmed up (not owned; must outlive the server).
   void SetEngine(Engine* engine, const ModelSummary& summary);
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* ctx,
-                                                           const v1::GenerateRequest* req) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer* req) override;
   grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx, const v1::CreateSessionRequest* req,
                                           v1::Session* resp) override;
   grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* ctx, const v1::GetSessionRequest* req,

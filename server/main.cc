@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/engine/engine.h"
+#include "core/runtime/device.h"
 #include "core/runtime/runtime.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
@@ -38,9 +39,12 @@ ABSL_FLAG(int64_t, max_step_tokens, 512, "token budget of one engine step");
 ABSL_FLAG(std::string, device_state_budget, "512MiB", "resident session state before eviction to host");
 ABSL_FLAG(std::string, host_state_budget, "2GiB", "host session state before eviction to disk");
 ABSL_FLAG(double, session_ttl, 3600, "seconds an idle session lives");
+ABSL_FLAG(bool, session_write_through, true,
+          "write a session's snapshot at create/fork/turn end (a crash loses no acknowledged turn)");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
-ABSL_FLAG(std::string, dtype, "float32", "compute dtype: float32 | bfloat16");
-ABSL_FLAG(std::string, device, "auto", "auto (CUDA when the LibTorch build has it, else CPU) | cpu | cuda");
+ABSL_FLAG(std::string, dtype, "auto", "weights/activations dtype: auto (bfloat16 on CUDA, float32 on CPU) | "
+          "float32 | bfloat16 | float16; session memory is float32 always");
+ABSL_FLAG(std::string, device, "auto", "auto (cuda:0 when LibTorch has CUDA and sees a GPU, else cpu) | cpu | cuda[:N]");
 ABSL_FLAG(double, drain_grace, 30, "seconds running calls get to finish on shutdown");
 ABSL_FLAG(int, stream_buffer, 256, "per-stream buffer (chunks); full -> stream cancelled as too slow");
 
@@ -80,6 +84,7 @@ absl::StatusOr<EngineConfig> EngineConfigFromFlags() {
   c.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
   c.session_dir = absl::GetFlag(FLAGS_session_dir);
   c.session_ttl_seconds = absl::GetFlag(FLAGS_session_ttl);
+  c.session_write_through = absl::GetFlag(FLAGS_session_write_through);
   if (!ParseBytes(absl::GetFlag(FLAGS_device_state_budget), &c.device_state_budget)) {
     return absl::InvalidArgumentError("--device-state-budget: not a size");
   }
@@ -98,7 +103,7 @@ ModelSummary Summarize(const Runtime& rt, const EngineConfig& c, const std::stri
   s.format = rt.format;
   s.architecture = rt.config.arch;
   s.adapter_id = rt.adapter_id;
-  s.dtype = dtype;
+  s.dtype = DtypeName(rt.model->options().dtype);  // resolved ("auto" -> what was chosen)
   s.vocab_size = rt.config.vocab_size;
   s.num_layers = rt.config.num_layers;
   s.hidden_size = rt.config.hidden_size;
@@ -173,13 +178,13 @@ int Run(sigset_t signals) {
   sigwait(&signals, &sig);
   Log(absl::StrCat("signal ", sig == SIGTERM ? "SIGTERM" : "SIGINT", ": health NOT_SERVING, draining"));
   (*server)->SetServing(false);
-  (*engine)->Shutdown(/*drain=*/true);
-  Log("engine drained, sessions snapshotted");
+  const absl::Status drained = (*engine)->Shutdown(/*drain=*/true);
+  Log(drained.ok() ? "engine drained, sessions snapshotted" : absl::StrCat("engine drained: ", drained.ToString()));
   auto grace = std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_drain_grace) * 1000));
   (*server)->Shutdown(grace);
   poller.Stop();
-  Log("stopped");
-  return 0;
+  Log(drained.ok() ? "stopped" : "stopped; sessions were lost (exit status 3)");
+  return drained.ok() ? 0 : 3;
 }
 
 }  // namespace

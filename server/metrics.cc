@@ -55,10 +55,16 @@ ServerMetrics::ServerMetrics(prometheus::Registry& r)
       state_bytes_(prometheus::BuildGauge()
                        .Name("titand_session_state_bytes")
                        .Help("Bytes of session state by storage tier.")
+                       .Register(r)),
+      disk_writes_(MakeCounter(r, "titand_session_disk_writes_total", "Session snapshot files written.")),
+      disk_errors_(prometheus::BuildCounter()
+                       .Name("titand_session_disk_errors_total")
+                       .Help("Failed session snapshot file operations by op (write, read, remove).")
                        .Register(r)) {
   // Create the label sets people alert on, so that they exist (at 0) before the first request.
   for (const char* tier : {"device", "host", "disk"}) sessions_.Add({{"tier", tier}});
   for (const char* tier : {"device", "host"}) state_bytes_.Add({{"tier", tier}});
+  for (const char* op : {"write", "read", "remove"}) disk_errors_.Add({{"op", op}});
 }
 
 void ServerMetrics::RecordTokens(int n, double gap_seconds) {
@@ -70,7 +76,7 @@ void ServerMetrics::RecordTokens(int n, double gap_seconds) {
 }
 
 void ServerMetrics::RecordFinished(const StreamChunk& c, const std::string& code) {
-  requests_.Add({{"finish_reason", FinishLabel(c.finish)}, {"code", code}}).Increment();
+  requests_.Add({{"finish_reason", FinishReasonName(c.finish)}, {"code", code}}).Increment();
   prompt_tokens_.Increment(static_cast<double>(c.usage.prompt_tokens));
   latency_.Observe(c.timing.total_seconds);
   queue_.Observe(c.timing.queue_seconds);
@@ -90,6 +96,16 @@ void ServerMetrics::UpdateStats(const EngineStats& s) {
   sessions_.Add({{"tier", "disk"}}).Set(static_cast<double>(s.sessions_disk));
   state_bytes_.Add({{"tier", "device"}}).Set(static_cast<double>(s.resident_state_bytes));
   state_bytes_.Add({{"tier", "host"}}).Set(static_cast<double>(s.host_state_bytes));
+  // The store's counters are cumulative: add what grew since the last poll.
+  auto grow = [](prometheus::Counter& c, int64_t now, int64_t before) {
+    if (now > before) c.Increment(static_cast<double>(now - before));
+  };
+  std::lock_guard<std::mutex> lock(last_mu_);
+  grow(disk_writes_, s.disk_writes, last_.disk_writes);
+  grow(disk_errors_.Add({{"op", "write"}}), s.disk_write_errors, last_.disk_write_errors);
+  grow(disk_errors_.Add({{"op", "read"}}), s.disk_read_errors, last_.disk_read_errors);
+  grow(disk_errors_.Add({{"op", "remove"}}), s.disk_remove_errors, last_.disk_remove_errors);
+  last_ = s;
 }
 
 }  // namespace titand

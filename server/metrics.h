@@ -12,8 +12,11 @@
 //   titand_requests_total{finish_reason, code}   counter; finish_reason "rejected" when never admitted
 //   titand_requests_running / _waiting / titand_batch_size            gauges
 //   titand_sessions{tier}, titand_session_state_bytes{tier}          gauges (tier: device|host|disk)
+//   titand_session_disk_writes_total                 counter  session snapshot files written
+//   titand_session_disk_errors_total{op}             counter  failed snapshot write | read | remove
 #pragma once
 
+#include <mutex>
 #include <string>
 
 #include "core/engine/engine_types.h"
@@ -53,6 +56,10 @@ class ServerMetrics {
   prometheus::Gauge& batch_size_;
   prometheus::Family<prometheus::Gauge>& sessions_;
   prometheus::Family<prometheus::Gauge>& state_bytes_;
+  prometheus::Counter& disk_writes_;
+  prometheus::Family<prometheus::Counter>& disk_errors_;
+  std::mutex last_mu_;
+  EngineStats last_;  // cumulative store counters already added to the Prometheus counters
 };
 
 }  // namespace titand

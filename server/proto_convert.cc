@@ -5,36 +5,24 @@
 namespace titand {
 namespace {
 
-absl::Status ConvertSampling(const v1::SamplingParams& in, SamplingParams* out) {
-  if (in.has_temperature()) out->temperature = in.temperature();
-  if (in.has_top_k()) out->top_k = in.top_k();
-  if (in.has_top_p()) out->top_p = in.top_p();
-  if (in.has_min_p()) out->min_p = in.min_p();
-  if (in.has_repetition_penalty()) out->repetition_penalty = in.repetition_penalty();
-  if (in.has_seed()) out->seed = in.seed();
-  absl::Status st = out->Validate();
-  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("sampling: ", st.message()));
-  return absl::OkStatus();
-}
-
-absl::Status ConvertStopping(const v1::StoppingCriteria& in, GenerateRequest* out) {
-  if (in.has_max_tokens()) {
-    if (in.max_tokens() < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stopping.max_tokens: must be >= 1, got ", in.max_tokens()));
-    }
-    out->max_tokens = in.max_tokens();
-  }
-  for (const std::string& s : in.stop()) {
-    if (s.empty()) return absl::InvalidArgumentError("stopping.stop: empty stop string");
-    out->stop_strings.push_back(s);
-  }
-  for (int32_t id : in.stop_token_ids()) {
-    if (id < 0) return absl::InvalidArgumentError(absl::StrCat("stopping.stop_token_ids: negative id ", id));
-    out->stop_token_ids.push_back(id);
-  }
-  out->ignore_eos = in.ignore_eos();
-  return absl::OkStatus();
+// Copies the set fields over the defaults (sampling_params.h); DecodeParams::Validate checks them all.
+void ConvertDecode(const v1::GenerateRequest& in, DecodeParams* out) {
+  const v1::SamplingParams& sp = in.sampling();
+  SamplingParams& o = out->sampling;
+  if (sp.has_temperature()) o.temperature = sp.temperature();
+  if (sp.has_top_k()) o.top_k = sp.top_k();
+  if (sp.has_top_p()) o.top_p = sp.top_p();
+  if (sp.has_min_p()) o.min_p = sp.min_p();
+  if (sp.has_repetition_penalty()) o.repetition_penalty = sp.repetition_penalty();
+  if (sp.has_seed()) o.seed = sp.seed();
+  const v1::StoppingCriteria& st = in.stopping();
+  StopConditions& s = out->stop;
+  if (st.has_max_tokens()) s.max_tokens = st.max_tokens();
+  s.stop_strings.assign(st.stop().begin(), st.stop().end());
+  s.stop_token_ids.assign(st.stop_token_ids().begin(), st.stop_token_ids().end());
+  s.ignore_eos = st.ignore_eos();
+  s.include_stop_str_in_output = st.include_stop_str_in_output();
+  out->logprobs = in.logprobs();
 }
 
 absl::Status ConvertInput(const v1::GenerateRequest& in, GenerateRequest* out) {
@@ -44,21 +32,12 @@ absl::Status ConvertInput(const v1::GenerateRequest& in, GenerateRequest* out) {
       out->text = in.text();
       return absl::OkStatus();
     case v1::GenerateRequest::kTokens:
-      if (in.tokens().ids().empty()) return absl::InvalidArgumentError("input.tokens: empty");
-      for (int32_t id : in.tokens().ids()) {
-        if (id < 0) return absl::InvalidArgumentError(absl::StrCat("input.tokens: negative id ", id));
-      }
+      if (in.tokens().ids().empty()) return absl::InvalidArgumentError("input.tokens.ids: empty");
       out->token_ids.assign(in.tokens().ids().begin(), in.tokens().ids().end());
       return absl::OkStatus();
     case v1::GenerateRequest::kChat:
-      if (in.chat().messages().empty()) return absl::InvalidArgumentError("input.chat: no messages");
-      for (const v1::ChatMessage& m : in.chat().messages()) {
-        if (m.role() != "system" && m.role() != "user" && m.role() != "assistant") {
-          return absl::InvalidArgumentError(
-              absl::StrCat("input.chat: role must be system, user or assistant, got '", m.role(), "'"));
-        }
-        out->messages.push_back(ChatTurnMessage{m.role(), m.content()});
-      }
+      if (in.chat().messages().empty()) return absl::InvalidArgumentError("input.chat.messages: empty");
+      for (const v1::ChatMessage& m : in.chat().messages()) out->messages.push_back({m.role(), m.content()});
       return absl::OkStatus();
     default:
       return absl::InvalidArgumentError("input: one of text, tokens or chat is required");
@@ -73,11 +52,14 @@ absl::Status FromProto(const v1::GenerateRequest& in, GenerateRequest* out) {
   out->session_id = in.session_id();
   absl::Status st = ConvertInput(in, out);
   if (!st.ok()) return st;
-  st = ConvertSampling(in.sampling(), &out->sampling);
+  ConvertDecode(in, &out->decode);
+  if (in.stopping().has_max_tokens() && in.stopping().max_tokens() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stopping.max_tokens: must be >= 1, got ", in.stopping().max_tokens()));
+  }
+  st = out->decode.Validate();  // ranges, NaN/inf, UTF-8 of stop strings; the engine adds vocabulary checks
   if (!st.ok()) return st;
-  st = ConvertStopping(in.stopping(), out);
-  if (!st.ok()) return st;
-  out->return_logprobs = in.logprobs();
+  out->parse_special = in.parse_special_tokens();
   out->priority = in.priority();
   return absl::OkStatus();
 }
@@ -94,18 +76,6 @@ v1::FinishReason ToProto(EngineFinish finish) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
-const char* FinishLabel(EngineFinish finish) {
-  switch (finish) {
-    case EngineFinish::kMaxTokens: return "max_tokens";
-    case EngineFinish::kEos: return "eos";
-    case EngineFinish::kStopSequence: return "stop_sequence";
-    case EngineFinish::kCancelled: return "cancelled";
-    case EngineFinish::kDeadline: return "deadline";
-    case EngineFinish::kError: return "error";
-  }
-  return "unknown";
-}
-
 void ToProto(const StreamChunk& chunk, const std::string& session_id, v1::GenerateResponse* out) {
   out->Clear();
   out->mutable_token_ids()->Add(chunk.token_ids.begin(), chunk.token_ids.end());
@@ -118,6 +88,7 @@ void ToProto(const StreamChunk& chunk, const std::string& session_id, v1::Genera
   u->set_prompt_tokens(chunk.usage.prompt_tokens);
   u->set_completion_tokens(chunk.usage.completion_tokens);
   u->set_session_tokens(session_id.empty() ? 0 : chunk.usage.session_tokens);  // stateless: no history kept
+  u->set_committed_tokens(session_id.empty() ? 0 : chunk.usage.committed_tokens);
   v1::Timing* t = out->mutable_timing();
   t->set_queue_seconds(chunk.timing.queue_seconds);
   t->set_time_to_first_token_seconds(chunk.timing.ttft_seconds);

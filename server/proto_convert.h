@@ -11,9 +11,11 @@
 
 namespace titand {
 
-// Wire request -> engine request. Checks the shape only (exactly one non-empty input, max_tokens >= 1,
-// sampling ranges via SamplingParams::Validate, chat roles); INVALID_ARGUMENT names the field. Unset
-// optional sampling/stopping fields keep the engine defaults. The deadline is set by the caller.
+// Wire request -> engine request. Checks the shape (one non-empty input, max_tokens >= 1) and runs
+// the one validator, DecodeParams::Validate (ranges, NaN/inf, stop strings); INVALID_ARGUMENT names the
+// field. The engine checks the rest (roles, UTF-8 of inputs, vocabulary, server limits). Unset optional
+// sampling/stopping fields keep the defaults of core/sampling/sampling_params.h. The deadline is set by
+// the caller.
 absl::Status FromProto(const v1::GenerateRequest& in, GenerateRequest* out);
 
 // Engine chunk -> wire message. Finish reason, usage and timing only when chunk.final.
@@ -21,9 +23,6 @@ void ToProto(const StreamChunk& chunk, const std::string& session_id, v1::Genera
 v1::FinishReason ToProto(EngineFinish finish);
 v1::SessionTier ToProto(SessionTier tier);
 void ToProto(const SessionInfo& info, v1::Session* out);
-
-// Metric label of a finish reason: "max_tokens", "eos", "stop_sequence", "cancelled", "deadline", "error".
-const char* FinishLabel(EngineFinish finish);
 
 // A gRPC deadline (system clock) as a steady-clock deadline for the engine: steady_now + (deadline -
 // system_now). None when the call has no deadline (gRPC reports "infinite" as a far-future time; anything

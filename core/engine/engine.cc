@@ -1,6 +1,7 @@
 // Engine API side: validation, prompt building, the bounded inbox, cancellation data, session RPCs.
 // The engine thread's loop is in engine_loop.cc.
 #include "core/engine/engine_impl.h"
+#include "core/runtime/device.h"
 
 #include <iostream>
 
@@ -8,7 +9,7 @@
 #include "absl/synchronization/notification.h"
 #include "core/common/status.h"
 #include "core/engine/session_codec.h"
-#include "core/tokenizer/chat_format.h"
+#include "core/tokenizer/prompt_builder.h"
 
 namespace titand {
 
@@ -25,7 +26,7 @@ EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<Runtime> rt)
       rt_(std::move(rt)),
       scheduler_(SchedulerConfig{config.max_running, config.max_step_tokens, config.prefill_chunk}) {}
 
-EngineImpl::~EngineImpl() { Shutdown(/*drain=*/false); }
+EngineImpl::~EngineImpl() { (void)Shutdown(/*drain=*/false); }
 
 absl::Status EngineImpl::Start() {
   const CausalLM& m = *rt_->model;
@@ -35,13 +36,14 @@ absl::Status EngineImpl::Start() {
   b.num_layers = m.config().num_layers;
   b.num_kv_heads = m.config().num_kv_heads;
   b.head_dim = m.config().head_dim;
-  b.dtype = m.options().dtype == at::kBFloat16 ? "bfloat16" : m.options().dtype == at::kHalf ? "float16" : "float32";
+  b.dtype = DtypeName(m.options().dtype);
   SessionStoreOptions so;
   so.dir = config_.session_dir;
   so.device_budget = config_.device_state_budget;
   so.host_budget = config_.host_state_budget;
   so.ttl_seconds = config_.session_ttl_seconds;
   so.max_sessions = config_.max_sessions;
+  so.write_through = config_.session_write_through;
   so.codec = MakeSnapshotCodec(b, m.options().device);
   so.fresh = [&m] { return SessionCursor{m.NewState(), {}}; };
   ASSIGN_OR_RETURN(store_, SessionStore::Open(std::move(so)));
@@ -51,37 +53,12 @@ absl::Status EngineImpl::Start() {
 }
 
 absl::StatusOr<std::vector<int32_t>> EngineImpl::BuildPrompt(const GenerateRequest& req, bool first_turn) const {
-  const int forms = (req.text.has_value() ? 1 : 0) + (!req.token_ids.empty() ? 1 : 0) + (!req.messages.empty() ? 1 : 0);
-  if (forms != 1) return absl::InvalidArgumentError("exactly one of text, token_ids, messages must be given");
-  const int64_t vocab = rt_->model->config().vocab_size;
-  if (!req.token_ids.empty()) {
-    for (int32_t t : req.token_ids) {
-      if (t < 0 || t >= vocab) return absl::InvalidArgumentError(absl::StrCat("token id ", t, " outside [0, ", vocab, ")"));
-    }
-    return req.token_ids;
-  }
-  const Tokenizer* tok = rt_->tokenizer.get();
-  if (!tok) return absl::InvalidArgumentError("this model has no tokenizer: send token_ids");
-  std::vector<int32_t> ids;
-  if (req.text) {
-    ids = tok->Encode(*req.text);
-  } else {
-    ASSIGN_OR_RETURN(ChatFormat f, DetectChatFormat(tok->chat_template_source()));
-    std::vector<ChatMessage> msgs;
-    for (const auto& m : req.messages) {
-      if (m.role != "system" && m.role != "user" && m.role != "assistant")
-        return absl::InvalidArgumentError(absl::StrCat("unknown chat role '", m.role, "'"));
-      msgs.push_back({m.role, m.content});
-    }
-    ids = tok->Encode(RenderChat(f, msgs, /*add_generation_prompt=*/true, tok->chat_template_source(), first_turn));
-  }
-  // A BOS belongs at the start of a conversation only (and once, when the template writes it too).
-  const int32_t bos = tok->bos_id();
-  if (tok->add_bos() && bos >= 0) {
-    if (!first_turn && !ids.empty() && ids[0] == bos) ids.erase(ids.begin());
-    if (ids.size() >= 2 && ids[0] == bos && ids[1] == bos) ids.erase(ids.begin());
-  }
-  return ids;
+  PromptInput in;
+  in.text = req.text;
+  in.token_ids = req.token_ids;
+  in.messages = req.messages;
+  return titand::BuildPrompt(rt_->tokenizer.get(), rt_->model->config().vocab_size, in,
+                             PromptOptions{first_turn, req.parse_special});
 }
 
 absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback on_chunk) {
@@ -93,9 +70,10 @@ absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback
     if (!req.request_id.empty() && labels_.count(req.request_id))
       return absl::AlreadyExistsError(absl::StrCat("request_id ", req.request_id, " is already running"));
   }
-  RETURN_IF_ERROR(req.sampling.Validate());
-  if (req.max_tokens < 0 || req.max_tokens > config_.max_new_tokens)
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be in [0, ", config_.max_new_tokens, "]"));
+  RETURN_IF_ERROR(req.decode.Validate(rt_->model->config().vocab_size));
+  if (req.decode.stop.max_tokens > config_.max_new_tokens)
+    return absl::InvalidArgumentError(absl::StrCat("stopping.max_tokens: must be in [0, ", config_.max_new_tokens,
+                                                   "] (the server's max_new_tokens), got ", req.decode.stop.max_tokens));
   if (!on_chunk) return absl::InvalidArgumentError("a chunk callback is required");
   int64_t history = 0;
   const std::string sid = req.session_id;
@@ -118,6 +96,7 @@ absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback
 
   auto r = std::make_unique<LiveRequest>();
   r->prompt = std::move(prompt).value();
+  r->first_turn = history == 0;
   r->cb = std::move(on_chunk);
   r->enqueued = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mu_);
@@ -163,8 +142,8 @@ absl::StatusOr<SessionInfo> EngineImpl::ForkSession(const std::string& id, const
 absl::Status EngineImpl::WarmUp() {
   GenerateRequest req;
   req.token_ids = {rt_->tokenizer && rt_->tokenizer->bos_id() >= 0 ? rt_->tokenizer->bos_id() : 0};
-  req.max_tokens = 2;
-  req.ignore_eos = true;
+  req.decode.stop.max_tokens = 2;
+  req.decode.stop.ignore_eos = true;
   auto done = std::make_shared<absl::Notification>();
   auto result = std::make_shared<absl::Status>();
   ASSIGN_OR_RETURN(RequestId id, Enqueue(std::move(req), [done, result](StreamChunk c) {
@@ -177,10 +156,10 @@ absl::Status EngineImpl::WarmUp() {
   return *result;
 }
 
-void EngineImpl::Shutdown(bool drain) {
+absl::Status EngineImpl::Shutdown(bool drain) {
   if (shut_down_.exchange(true)) {
     if (thread_.joinable()) thread_.join();
-    return;
+    return absl::OkStatus();
   }
   {
     absl::MutexLock lock(&mu_);
@@ -188,10 +167,12 @@ void EngineImpl::Shutdown(bool drain) {
     draining_ = drain;
   }
   if (thread_.joinable()) thread_.join();
-  if (drain && store_ && !config_.session_dir.empty()) {
-    absl::Status st = store_->SaveAll();
-    if (!st.ok()) std::cerr << "engine: drain could not save every session: " << st << "\n";
-  }
+  if (!drain || !store_ || config_.session_dir.empty()) return absl::OkStatus();
+  const DrainResult r = store_->SaveAll();
+  const std::string summary = absl::StrCat(r.written, " sessions written, ", r.current, " already on disk, ",
+                                           r.skipped, " skipped (busy or unreadable), ", r.failed, " NOT saved");
+  if (r.failed == 0) return absl::OkStatus();
+  return absl::Status(r.first_error.code(), absl::StrCat("drain: ", summary, "; first error: ", r.first_error.message()));
 }
 
 EngineStats EngineImpl::Stats() const {
@@ -211,6 +192,10 @@ EngineStats EngineImpl::Stats() const {
     s.sessions_disk = ss.disk;
     s.resident_state_bytes = ss.device_bytes;
     s.host_state_bytes = ss.host_bytes;
+    s.disk_writes = ss.disk_writes;
+    s.disk_write_errors = ss.disk_write_errors;
+    s.disk_read_errors = ss.disk_read_errors;
+    s.disk_remove_errors = ss.disk_remove_errors;
   }
   return s;
 }

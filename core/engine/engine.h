@@ -36,6 +36,7 @@ struct EngineConfig {
   int64_t host_state_budget = 2048ll << 20;    // host bytes before eviction to disk
   double session_ttl_seconds = 3600;    // idle sessions older than this are deleted
   int64_t max_sessions = 100000;
+  bool session_write_through = true;    // write each session's snapshot at create/fork/turn end
   absl::Status Validate() const;
 };
 
@@ -59,7 +60,9 @@ class Engine {
 
   // Warm-up: one short generation so that the first real request pays no one-off costs.
   virtual absl::Status WarmUp() = 0;
-  virtual void Shutdown(bool drain) = 0;
+  // Drain: NOT OK (naming how many sessions were not saved and the first error) when any session
+  // could not be written; busy/unreadable sessions are skipped and do not count as failures.
+  virtual absl::Status Shutdown(bool drain) = 0;
   virtual EngineStats Stats() const = 0;
   virtual const Runtime& runtime() const = 0;
 };

@@ -7,6 +7,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -17,7 +18,7 @@
 #include "core/engine/engine.h"
 #include "core/engine/scheduler.h"
 #include "core/engine/session_store.h"
-#include "core/engine/turn_decoder.h"
+#include "core/runtime/decoder.h"
 #include "core/runtime/runtime.h"
 
 namespace titand {
@@ -30,15 +31,17 @@ struct LiveRequest {
   uint64_t arrival = 0;
   SteadyTime enqueued;
   std::vector<int32_t> prompt;       // this turn's tokens
+  bool first_turn = true;            // the session had no history when the turn was enqueued
   // Filled at admission:
   bool running = false;
   SessionCursor own;                 // stateless requests: a fresh cursor
   SessionCursor* cur = nullptr;      // own or the store's pinned cursor
   std::vector<int32_t> saved_pending;
+  std::optional<SessionCursor> pre_turn;  // session turns: the cursor before the turn, until it ends
   std::vector<int32_t> feed;         // tokens fed before sampling starts (pending + prompt)
   size_t fed = 0;
   bool prefill_only = false;         // max_tokens == 0: feed all but the last token, which stays pending
-  std::unique_ptr<TurnDecoder> dec;  // created when feeding starts
+  std::unique_ptr<Decoder> dec;      // created at admission
   SteadyTime scheduled, first_token;
   bool has_first_token = false;
 };
@@ -58,7 +61,7 @@ class EngineImpl final : public Engine {
   absl::Status DeleteSession(const std::string& id) override;
   absl::StatusOr<SessionInfo> ForkSession(const std::string& id, const std::string& new_id) override;
   absl::Status WarmUp() override;
-  void Shutdown(bool drain) override;
+  absl::Status Shutdown(bool drain) override;
   EngineStats Stats() const override;
   const Runtime& runtime() const override { return *rt_; }
 
@@ -74,6 +77,9 @@ class EngineImpl final : public Engine {
   void Emit(LiveRequest& r, const TokenOutcome& o, bool final);
   void Finish(RequestId id, EngineFinish f, absl::Status error = absl::OkStatus(), bool drop_session = false,
               const TokenOutcome* last = nullptr);
+  // End of a session turn that finished normally: makes the history exactly the committed turn
+  // (engine_loop.cc); returns the tokens committed.
+  absl::StatusOr<int64_t> CommitTurn(LiveRequest& r);
 
   const EngineConfig config_;
   std::unique_ptr<Runtime> rt_;

@@ -5,14 +5,23 @@
 //   feed = p + prompt; all of it is fed (in chunks), the last chunk's logits give token 1; each decode
 //   step feeds the previously sampled token. At the end the last sampled token is the new pending one,
 //   exactly as Generate() leaves it. max_tokens == 0 feeds all but the last token, which stays pending.
-//   A turn stopped in the middle of its prefill keeps what was fed (pending empty); stopped before any
-//   feeding, the cursor is untouched.
+//
+// Turns are all-or-nothing. A session turn works on the session's cursor but keeps a deep copy of the
+// pre-turn cursor (`pre_turn`, made at admission) until it ends. A turn that finishes normally (max
+// tokens, EOS, stop) commits: its prompt and every generated token (all were delivered: the final
+// message carries the last ones) — and for a chat turn the history is then made exactly the template's
+// rendering of the turn with the delivered reply as the assistant message, closed (CommitTurn). A turn
+// that is cancelled, passes its deadline or fails (a model error included) restores the pre-turn cursor:
+// nothing of it stays, prompt included. usage.committed_tokens says which happened.
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "core/engine/engine_impl.h"
+#include "core/common/status.h"
+#include "core/runtime/generate.h"
+#include "core/tokenizer/prompt_builder.h"
 
 namespace titand {
 
@@ -108,16 +117,17 @@ void EngineImpl::Admit(LiveRequest& r) {
     r.cur = &r.own;
   }
   r.saved_pending = r.cur->pending;
+  if (!r.req.session_id.empty()) r.pre_turn = r.cur->Fork();
   std::vector<int32_t> seq = r.cur->pending;
   seq.insert(seq.end(), r.prompt.begin(), r.prompt.end());
   if (seq.empty()) {
     return Finish(r.id, EngineFinish::kError, absl::InvalidArgumentError("empty prompt and nothing pending in the session"));
   }
-  r.prefill_only = r.req.max_tokens == 0;
+  r.prefill_only = r.req.decode.stop.max_tokens == 0;
   r.feed = seq;
   if (r.prefill_only) r.feed.pop_back();
   r.cur->pending.clear();
-  r.dec = std::make_unique<TurnDecoder>(rt_->tokenizer.get(), r.req, seq);
+  r.dec = std::make_unique<Decoder>(rt_->tokenizer.get(), r.req.decode, seq);
   if (r.feed.empty()) Finish(r.id, EngineFinish::kMaxTokens);  // prefill-only of one token: nothing to run
 }
 
@@ -165,16 +175,9 @@ void EngineImpl::RunStep(const StepPlan& plan) {
     out = absl::InternalError(absl::StrCat("model forward failed: ", e.what()));
   }
   if (!out.ok()) {
-    // The states of this step's sequences may be half advanced: their sessions are dropped; sequences
-    // not in this step are untouched.
-    for (const Slot& s : slots) {
-      absl::Status st = out.status();
-      if (!s.r->req.session_id.empty()) {
-        st = absl::Status(st.code(), absl::StrCat(st.message(), "; session ", s.r->req.session_id,
-                                                  " was deleted (its state may be partially advanced)"));
-      }
-      Finish(s.r->id, EngineFinish::kError, st, /*drop_session=*/true);
-    }
+    // The states of this step's sequences may be half advanced: their turns end with an error and their
+    // sessions go back to the pre-turn copy; sequences not in this step are untouched.
+    for (const Slot& s : slots) Finish(s.r->id, EngineFinish::kError, out.status());
     return;
   }
   for (size_t i = 0; i < slots.size(); ++i) {
@@ -196,7 +199,7 @@ void EngineImpl::RunStep(const StepPlan& plan) {
       StreamChunk c;
       c.token_ids = {o.id};
       c.text = std::move(o.delta);
-      if (r.req.return_logprobs) c.logprobs = {o.logprob};
+      if (r.req.decode.logprobs) c.logprobs = {o.logprob};
       r.cb(std::move(c));
     }
   }
@@ -214,19 +217,23 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
   if (last) {
     c.token_ids = {last->id};
     c.text = last->delta;
-    if (r->req.return_logprobs) c.logprobs = {last->logprob};
+    if (r->req.decode.logprobs) c.logprobs = {last->logprob};
   }
-  if (r->cur && !drop_session) {  // restore the pending-token invariant (see the file comment)
-    if (r->dec && r->dec->generated() > 0) {
-      r->cur->pending = {r->dec->last()};
-    } else if (r->prefill_only && r->fed == r->feed.size()) {
-      // The held-back token is the last of pending + prompt.
-      r->cur->pending = {r->prompt.empty() ? r->saved_pending.back() : r->prompt.back()};
-    } else if (r->fed == 0) {
-      r->cur->pending = r->saved_pending;
-    } else {
-      r->cur->pending.clear();
+  const bool normal = error.ok() && (f == EngineFinish::kMaxTokens || f == EngineFinish::kEos ||
+                                     f == EngineFinish::kStopSequence);
+  if (r->cur && r->pre_turn && !drop_session) {
+    absl::StatusOr<int64_t> committed = normal ? CommitTurn(*r) : absl::StatusOr<int64_t>(0);
+    if (!committed.ok()) {
+      c.finish = EngineFinish::kError;
+      c.error = committed.status();
     }
+    if (!normal || !committed.ok()) {
+      *r->cur = std::move(*r->pre_turn);  // nothing of the turn stays
+    } else {
+      c.usage.committed_tokens = *committed;
+    }
+  } else if (r->cur && !drop_session && r->dec && r->dec->generated() > 0) {
+    r->cur->pending = {r->dec->last()};  // stateless: keep the invariant (the cursor is dropped anyway)
   }
   c.usage.prompt_tokens = static_cast<int64_t>(r->prompt.size());
   c.usage.completion_tokens = r->dec ? r->dec->generated() : 0;
@@ -252,6 +259,32 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
     if (r->running) --running_; else --waiting_;
   }
   r->cb(std::move(c));
+}
+
+absl::StatusOr<int64_t> EngineImpl::CommitTurn(LiveRequest& r) {
+  SessionCursor& cur = *r.cur;
+  if (r.prefill_only) {  // all but the last token fed: the held-back token is the last of pending + prompt
+    cur.pending = {r.prompt.empty() ? r.saved_pending.back() : r.prompt.back()};
+    return static_cast<int64_t>(r.prompt.size());
+  }
+  const std::vector<int32_t>& gen = r.dec->tokens();
+  cur.pending = {gen.back()};
+  std::vector<int32_t> have = r.prompt;
+  have.insert(have.end(), gen.begin(), gen.end());
+  if (r.req.messages.empty() || !rt_->tokenizer) return static_cast<int64_t>(have.size());
+  // Chat: the history must read as the template renders the turn with the delivered reply.
+  ASSIGN_OR_RETURN(std::vector<int32_t> target,
+                   ChatTurnTokens(*rt_->tokenizer, r.req.messages, r.dec->delivered_text(),
+                                  PromptOptions{r.first_turn, r.req.parse_special}));
+  // Usually only the closing marker is missing; when the sampled tokens are not the template's tokens
+  // for the delivered text (a stop string cut, a non-canonical split, Llama 3's trim) the turn is rebuilt
+  // from the pre-turn copy (one prefill of the turn, on this thread).
+  try {
+    RETURN_IF_ERROR(CommitTokens(*rt_->model, cur, *r.pre_turn, have, target, config_.prefill_chunk));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("committing the turn failed: ", e.what()));
+  }
+  return static_cast<int64_t>(target.size());
 }
 
 }  // namespace titand

@@ -6,18 +6,6 @@
 
 namespace titand {
 
-const char* EngineFinishName(EngineFinish f) {
-  switch (f) {
-    case EngineFinish::kMaxTokens: return "max_tokens";
-    case EngineFinish::kEos: return "eos";
-    case EngineFinish::kStopSequence: return "stop_sequence";
-    case EngineFinish::kCancelled: return "cancelled";
-    case EngineFinish::kDeadline: return "deadline";
-    case EngineFinish::kError: return "error";
-  }
-  return "unknown";
-}
-
 const char* SessionTierName(SessionTier t) {
   switch (t) {
     case SessionTier::kDevice: return "device";

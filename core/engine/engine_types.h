@@ -11,19 +11,17 @@
 
 #include "absl/status/status.h"
 #include "core/sampling/sampling_params.h"
+#include "core/tokenizer/chat_format.h"
 
 namespace titand {
 
 using RequestId = uint64_t;
 using SteadyTime = std::chrono::steady_clock::time_point;
 
-struct ChatTurnMessage {
-  std::string role;     // "system" | "user" | "assistant"
-  std::string content;
-};
-
-enum class EngineFinish { kMaxTokens, kEos, kStopSequence, kCancelled, kDeadline, kError };
-const char* EngineFinishName(EngineFinish f);
+using ChatTurnMessage = ChatMessage;  // role "system" | "user" | "assistant", content
+// One finish-reason enum from the decoding core to the proto and the metrics (sampling_params.h).
+using EngineFinish = FinishReason;
+inline const char* EngineFinishName(EngineFinish f) { return FinishReasonName(f); }
 
 struct GenerateRequest {
   std::string request_id;              // client-chosen label (Abort by it); may be empty
@@ -32,12 +30,8 @@ struct GenerateRequest {
   std::optional<std::string> text;     // raw text, tokenized as is
   std::vector<int32_t> token_ids;      // already tokenized
   std::vector<ChatTurnMessage> messages;  // chat: the model's template is applied to THIS turn only
-  SamplingParams sampling;             // validated by Enqueue
-  int32_t max_tokens = 128;
-  std::vector<std::string> stop_strings;
-  std::vector<int32_t> stop_token_ids;
-  bool ignore_eos = false;
-  bool return_logprobs = false;
+  bool parse_special = false;          // control-token spellings in text/contents parsed (prompt_builder.h)
+  DecodeParams decode;                 // sampling + stop conditions + logprobs; validated by Enqueue
   int32_t priority = 0;                // higher runs first; FCFS within a priority
   std::optional<SteadyTime> deadline;  // past it the request finishes with kDeadline
 };
@@ -46,6 +40,10 @@ struct Usage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   int64_t session_tokens = 0;          // history length of the session after this turn
+  // Tokens this turn added to the session's history: its prompt + its reply as committed (chat: the
+  // template's assistant message, closed). 0 when the turn was rolled back (cancelled, deadline, error)
+  // and for stateless requests.
+  int64_t committed_tokens = 0;
 };
 
 struct Timing {
@@ -92,6 +90,8 @@ struct EngineStats {
   int64_t host_state_bytes = 0;
   int64_t steps = 0;
   bool draining = false;
+  // Session snapshot files written, and failed writes / reads / removes (cumulative).
+  int64_t disk_writes = 0, disk_write_errors = 0, disk_read_errors = 0, disk_remove_errors = 0;
 };
 
 }  // namespace titand

@@ -8,6 +8,8 @@ SessionCodec MakeSnapshotCodec(const SnapshotBinding& binding, at::Device device
   SessionCodec c;
   c.serialize = [binding](const SessionCursor& cur) { return SerializeCursor(cur, binding); };
   c.deserialize = [binding, device](std::string_view bytes) { return DeserializeCursor(bytes, binding, device); };
+  // Full check (checksum, binding, sizes) by a restore onto the CPU; the cursor is dropped.
+  c.verify = [binding](std::string_view bytes) { return DeserializeCursor(bytes, binding, at::kCPU).status(); };
   c.peek_history = [](const std::string& path) -> absl::StatusOr<int64_t> {
     auto h = ReadSnapshotHeaderFile(path);
     if (!h.ok()) return h.status();

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <iostream>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -25,11 +26,6 @@ absl::StatusOr<std::string> ReadAll(const std::string& path) {
   ss << f.rdbuf();
   if (f.bad()) return absl::DataLossError(absl::StrCat("read failed: ", path));
   return ss.str();
-}
-
-// Crash-safe (core/session/atomic_file.h): a snapshot file is the old one or the new one, never a part.
-absl::Status WriteAll(const std::string& path, const std::string& bytes) {
-  return WriteFileAtomically(path, {std::string_view(bytes)});
 }
 
 }  // namespace
@@ -73,6 +69,7 @@ absl::StatusOr<std::unique_ptr<SessionStore>> SessionStore::Open(SessionStoreOpt
     if (!IsValidSessionId(id)) continue;
     Entry e;
     e.tier = SessionTier::kDisk;
+    e.on_disk = e.file_current = true;
     e.state_bytes = static_cast<int64_t>(de.file_size(ec));
     e.last_used = s->Now();
     struct stat st;
@@ -95,6 +92,8 @@ SteadyTime SessionStore::Now() const { return opt_.clock ? opt_.clock() : std::c
 
 std::string SessionStore::PathOf(const std::string& id) const { return opt_.dir + "/" + id + kSuffix; }
 
+void SessionStore::LogDiskError(const absl::Status& st) const { std::cerr << "session store: " << st << "\n"; }
+
 SessionInfo SessionStore::InfoOf(const std::string& id, const Entry& e) const {
   SessionInfo i;
   i.id = id;
@@ -110,6 +109,7 @@ SessionInfo SessionStore::InfoOf(const std::string& id, const Entry& e) const {
 absl::StatusOr<std::string> SessionStore::NewId(const std::string& requested) {
   if (static_cast<int64_t>(entries_.size()) >= opt_.max_sessions)
     return absl::ResourceExhaustedError(absl::StrCat("session limit reached (", opt_.max_sessions, ")"));
+  RETURN_IF_ERROR(StorageFull());
   if (requested.empty()) {
     std::string id;
     do id = RandomSessionId(); while (entries_.count(id));
@@ -121,19 +121,68 @@ absl::StatusOr<std::string> SessionStore::NewId(const std::string& requested) {
   return requested;
 }
 
+// Disk writes fail and the device tier is over its budget: no new session until a write succeeds.
+absl::Status SessionStore::StorageFull() const {
+  if (opt_.dir.empty() || last_write_error_.ok() || device_bytes_ <= opt_.device_budget) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      "session storage full: memory budgets reached and session snapshots cannot be written to disk");
+}
+
+absl::Status SessionStore::WriteFile(const std::string& id, Entry& e, std::string_view bytes) {
+  absl::Status st = WriteFileAtomically(PathOf(id), {bytes});
+  if (!st.ok()) {
+    ++counters_.disk_write_errors;
+    last_write_error_ = st;
+    LogDiskError(st);
+    return absl::Status(st.code(), absl::StrCat("session ", id, ": snapshot write failed (see the server log)"));
+  }
+  ++counters_.disk_writes;
+  last_write_error_ = absl::OkStatus();
+  e.on_disk = e.file_current = true;
+  return absl::OkStatus();
+}
+
+absl::Status SessionStore::Persist(const std::string& id, Entry& e) {
+  if (!opt_.write_through || opt_.dir.empty() || e.file_current) return absl::OkStatus();
+  if (e.tier == SessionTier::kHost) return WriteFile(id, e, e.bytes);
+  if (e.tier != SessionTier::kDevice) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::string bytes, opt_.codec.serialize(*e.cursor));
+  return WriteFile(id, e, bytes);
+}
+
+absl::Status SessionStore::RemoveFileOf(const std::string& id, Entry& e) {
+  if (!e.on_disk || opt_.dir.empty()) return absl::OkStatus();
+  absl::Status st = RemoveFile(PathOf(id));
+  if (!st.ok()) {
+    ++counters_.disk_remove_errors;
+    LogDiskError(st);
+    return absl::InternalError(absl::StrCat("session ", id, ": its snapshot file could not be removed (see the server log)"));
+  }
+  e.on_disk = e.file_current = false;
+  return absl::OkStatus();
+}
+
+// A new entry `e` under `id`; with write_through its snapshot is written first (failure: not created).
+absl::StatusOr<SessionInfo> SessionStore::Insert(const std::string& id, Entry e) {
+  if (absl::Status st = Persist(id, e); !st.ok()) return st;
+  if (e.tier == SessionTier::kDevice) device_bytes_ += e.state_bytes;
+  if (e.tier == SessionTier::kHost) host_bytes_ += e.state_bytes;
+  auto it = entries_.emplace(id, std::move(e)).first;
+  SessionInfo info = InfoOf(id, it->second);
+  EnforceBudgets();
+  return info;
+}
+
 absl::StatusOr<SessionInfo> SessionStore::Create(const std::string& requested_id) {
   std::lock_guard<std::mutex> lock(mu_);
+  EnforceBudgets();  // retries a failed eviction before StorageFull decides
   ASSIGN_OR_RETURN(std::string id, NewId(requested_id));
   Entry e;
   e.cursor = std::make_unique<SessionCursor>(opt_.fresh());
   e.state_bytes = e.cursor->ByteSize();
   e.last_used = Now();
   e.created_unix = std::time(nullptr);
-  device_bytes_ += e.state_bytes;
-  auto it = entries_.emplace(id, std::move(e)).first;
-  SessionInfo info = InfoOf(id, it->second);
-  EnforceBudgets();
-  return info;
+  return Insert(id, std::move(e));
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& id) const {
@@ -155,7 +204,6 @@ void SessionStore::Erase(std::map<std::string, Entry>::iterator it) {
   Entry& e = it->second;
   if (e.tier == SessionTier::kDevice) device_bytes_ -= e.state_bytes;
   if (e.tier == SessionTier::kHost) host_bytes_ -= e.state_bytes;
-  if (!opt_.dir.empty()) std::remove(PathOf(it->first).c_str());
   entries_.erase(it);
 }
 
@@ -164,17 +212,30 @@ absl::Status SessionStore::Delete(const std::string& id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
   if (it->second.pinned) return absl::FailedPreconditionError(absl::StrCat("session ", id, " has a turn running"));
+  // The file goes first: a session whose file stays would come back with old history after a restart.
+  RETURN_IF_ERROR(RemoveFileOf(id, it->second));
   Erase(it);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SessionStore::ReadFile(const std::string& id) {
+  auto bytes = ReadAll(PathOf(id));
+  if (!bytes.ok()) {
+    ++counters_.disk_read_errors;
+    LogDiskError(bytes.status());
+    return absl::Status(bytes.status().code(), absl::StrCat("session ", id, ": snapshot read failed (see the server log)"));
+  }
+  return bytes;
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id, const std::string& new_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
-  const Entry& src = it->second;
+  Entry& src = it->second;
   if (src.pinned) return absl::FailedPreconditionError(absl::StrCat("session ", id, " has a turn running"));
   if (!src.error.ok()) return src.error;
+  EnforceBudgets();
   ASSIGN_OR_RETURN(std::string nid, NewId(new_id));
   Entry e;
   e.tier = src.tier;
@@ -185,22 +246,23 @@ absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id, const std:
   switch (src.tier) {
     case SessionTier::kDevice:
       e.cursor = std::make_unique<SessionCursor>(src.cursor->Fork());
-      device_bytes_ += e.state_bytes;
       break;
     case SessionTier::kHost:
       e.bytes = src.bytes;
-      host_bytes_ += e.state_bytes;
       break;
     case SessionTier::kDisk: {
-      ASSIGN_OR_RETURN(std::string bytes, ReadAll(PathOf(id)));
-      RETURN_IF_ERROR(WriteAll(PathOf(nid), bytes));
+      ASSIGN_OR_RETURN(std::string bytes, ReadFile(id));
+      if (opt_.codec.verify) {
+        if (absl::Status v = opt_.codec.verify(bytes); !v.ok()) {
+          src.error = absl::Status(v.code(), absl::StrCat("session ", id, ": unreadable snapshot: ", v.message()));
+          return src.error;
+        }
+      }
+      RETURN_IF_ERROR(WriteFile(nid, e, bytes));
       break;
     }
   }
-  auto nit = entries_.emplace(nid, std::move(e)).first;
-  SessionInfo info = InfoOf(nid, nit->second);
-  EnforceBudgets();
-  return info;
+  return Insert(nid, std::move(e));
 }
 
 absl::Status SessionStore::Pin(const std::string& id) {
@@ -211,141 +273,6 @@ absl::Status SessionStore::Pin(const std::string& id) {
   if (it->second.pinned) return absl::FailedPreconditionError(absl::StrCat("session ", id, " has a turn running"));
   it->second.pinned = true;
   return absl::OkStatus();
-}
-
-absl::Status SessionStore::ToHost(Entry& e) {
-  ASSIGN_OR_RETURN(std::string bytes, opt_.codec.serialize(*e.cursor));
-  device_bytes_ -= e.state_bytes;
-  e.cursor.reset();
-  e.bytes = std::move(bytes);
-  e.state_bytes = static_cast<int64_t>(e.bytes.size());
-  e.tier = SessionTier::kHost;
-  host_bytes_ += e.state_bytes;
-  return absl::OkStatus();
-}
-
-absl::Status SessionStore::ToDisk(const std::string& id, Entry& e) {
-  if (e.tier == SessionTier::kDevice) RETURN_IF_ERROR(ToHost(e));
-  if (e.tier != SessionTier::kHost) return absl::OkStatus();
-  RETURN_IF_ERROR(WriteAll(PathOf(id), e.bytes));
-  host_bytes_ -= e.state_bytes;
-  std::string().swap(e.bytes);
-  e.tier = SessionTier::kDisk;
-  return absl::OkStatus();
-}
-
-absl::Status SessionStore::ToDevice(const std::string& id, Entry& e) {
-  if (e.tier == SessionTier::kDevice) return absl::OkStatus();
-  std::string from_disk;
-  if (e.tier == SessionTier::kDisk) {
-    ASSIGN_OR_RETURN(from_disk, ReadAll(PathOf(id)));
-  }
-  const std::string& bytes = e.tier == SessionTier::kDisk ? from_disk : e.bytes;
-  auto cur = opt_.codec.deserialize(bytes);
-  if (!cur.ok()) {
-    e.error = absl::Status(cur.status().code(), absl::StrCat("session ", id, ": unreadable snapshot: ", cur.status().message()));
-    return e.error;
-  }
-  if (e.tier == SessionTier::kHost) host_bytes_ -= e.state_bytes;
-  if (e.tier == SessionTier::kDisk) std::remove(PathOf(id).c_str());  // memory is now the truth
-  std::string().swap(e.bytes);
-  e.cursor = std::make_unique<SessionCursor>(std::move(cur).value());
-  e.history_tokens = e.cursor->history_tokens();
-  e.state_bytes = e.cursor->ByteSize();
-  e.tier = SessionTier::kDevice;
-  device_bytes_ += e.state_bytes;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<SessionCursor*> SessionStore::Materialize(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
-  if (!it->second.pinned) return absl::FailedPreconditionError(absl::StrCat("session ", id, " is not pinned"));
-  RETURN_IF_ERROR(ToDevice(id, it->second));
-  return it->second.cursor.get();
-}
-
-void SessionStore::Unpin(const std::string& id, bool drop) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return;
-  Entry& e = it->second;
-  e.pinned = false;
-  if (drop) {
-    Erase(it);
-    return;
-  }
-  e.last_used = Now();
-  if (e.tier == SessionTier::kDevice) {
-    device_bytes_ -= e.state_bytes;
-    e.state_bytes = e.cursor->ByteSize();
-    e.history_tokens = e.cursor->history_tokens();
-    device_bytes_ += e.state_bytes;
-  }
-  EnforceBudgets();
-}
-
-void SessionStore::EnforceBudgets() {
-  // LRU victim of a tier: the unpinned entry of that tier used longest ago.
-  auto victim = [&](SessionTier tier) {
-    auto best = entries_.end();
-    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      const Entry& e = it->second;
-      if (e.tier != tier || e.pinned || !e.error.ok()) continue;
-      if (best == entries_.end() || e.last_used < best->second.last_used) best = it;
-    }
-    return best;
-  };
-  while (device_bytes_ > opt_.device_budget) {
-    auto it = victim(SessionTier::kDevice);
-    if (it == entries_.end() || !ToHost(it->second).ok()) break;
-  }
-  while (!opt_.dir.empty() && host_bytes_ > opt_.host_budget) {
-    auto it = victim(SessionTier::kHost);
-    if (it == entries_.end() || !ToDisk(it->first, it->second).ok()) break;
-  }
-}
-
-int64_t SessionStore::SweepExpired() {
-  std::lock_guard<std::mutex> lock(mu_);
-  const SteadyTime now = Now();
-  int64_t n = 0;
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    auto next = std::next(it);
-    const double idle = std::chrono::duration<double>(now - it->second.last_used).count();
-    if (!it->second.pinned && idle > opt_.ttl_seconds) {
-      Erase(it);
-      ++n;
-    }
-    it = next;
-  }
-  return n;
-}
-
-absl::Status SessionStore::SaveAll() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (opt_.dir.empty()) return absl::FailedPreconditionError("no session dir configured");
-  absl::Status first;
-  for (auto& [id, e] : entries_) {
-    if (e.pinned || !e.error.ok()) continue;
-    absl::Status st = ToDisk(id, e);
-    if (!st.ok() && first.ok()) first = st;
-  }
-  return first;
-}
-
-SessionStoreStats SessionStore::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  SessionStoreStats s;
-  for (const auto& [id, e] : entries_) {
-    s.device += e.tier == SessionTier::kDevice;
-    s.host += e.tier == SessionTier::kHost;
-    s.disk += e.tier == SessionTier::kDisk;
-  }
-  s.device_bytes = device_bytes_;
-  s.host_bytes = host_bytes_;
-  return s;
 }
 
 }  // namespace titand

@@ -4,8 +4,22 @@
 //   disk   : a snapshot file <dir>/<id>.tsession holding those same bytes.
 // Resident bytes above device_budget evict the least recently used unpinned session to host; host bytes
 // above host_budget evict the LRU host session to disk (when a dir is set). A session is restored
-// transparently to the device by Materialize (its snapshot file is then removed: memory is the truth).
+// transparently to the device by Materialize.
 // A pinned session (a turn is running) is never evicted, forked or deleted.
+//
+// Durability (with a dir; docs/operations.md "Session durability"):
+//   * the last good snapshot file of a session is kept until a newer one is durable: a restore keeps
+//     the file, a new snapshot replaces it by write-temp + fsync + rename (never delete-then-write);
+//   * write_through: Create, Fork and every Unpin (turn end) write the session's snapshot before
+//     returning, so an acknowledged turn or session survives kill -9; without it a crash loses the turns
+//     a session ran since it last reached disk (eviction or drain), never an older snapshot;
+//   * the disk tier absorbs host overflow; when disk writes fail the host tier still never exceeds
+//     host_budget (the victim stays on the device) and Create/Fork answer RESOURCE_EXHAUSTED while the
+//     device tier is over its budget; every failed write/read/remove is logged and counted (Stats);
+//   * Delete removes the file first and refuses (INTERNAL, session kept) when it cannot, so a deleted
+//     session never comes back after a restart;
+//   * SaveAll (drain) writes only sessions whose file is stale, in batches of drain_batch_files files
+//     with one syncfs per batch instead of one fsync per file.
 //
 // Thread-safety: every public method takes the store's own std::mutex, so session RPCs may call it
 // from any thread while the engine thread runs turns. The engine thread is the only one that touches a
@@ -37,6 +51,9 @@ struct SessionCodec {
   std::function<absl::StatusOr<SessionCursor>(std::string_view)> deserialize;  // onto the device
   // History length recorded in a snapshot file, read from its header only (optional; listing at start).
   std::function<absl::StatusOr<int64_t>(const std::string& path)> peek_history;
+  // Full check of snapshot bytes (checksum, binding) without keeping a cursor (optional; Fork of a disk
+  // session validates its source with it before answering OK).
+  std::function<absl::Status(std::string_view)> verify;
 };
 
 struct SessionStoreOptions {
@@ -45,6 +62,9 @@ struct SessionStoreOptions {
   int64_t host_budget = 2048ll << 20;
   double ttl_seconds = 3600;              // idle longer than this -> deleted by SweepExpired
   int64_t max_sessions = 100000;
+  bool write_through = false;             // write each session's snapshot at Create/Fork/turn end
+  int64_t drain_batch_files = 512;        // SaveAll: files per syncfs
+  int64_t drain_batch_bytes = 256ll << 20;  // SaveAll: snapshot bytes held in memory per batch
   SessionCodec codec;
   std::function<SessionCursor()> fresh;   // an empty cursor for the model (required)
   std::function<SteadyTime()> clock;      // null = steady_clock::now (tests inject one)
@@ -53,6 +73,17 @@ struct SessionStoreOptions {
 struct SessionStoreStats {
   int64_t device = 0, host = 0, disk = 0;
   int64_t device_bytes = 0, host_bytes = 0;
+  // Cumulative since Open: snapshot files written (atomically), syncs made by SaveAll batches, and
+  // failures to write, read or remove a snapshot file.
+  int64_t disk_writes = 0, drain_syncs = 0;
+  int64_t disk_write_errors = 0, disk_read_errors = 0, disk_remove_errors = 0;
+};
+
+// What SaveAll did: sessions written now, already durable (file current), not saved (busy or broken
+// sessions are skipped; `failed` could not be written: they are lost if the process exits).
+struct DrainResult {
+  int64_t written = 0, current = 0, skipped = 0, failed = 0;
+  absl::Status first_error;
 };
 
 // [A-Za-z0-9._-]{1,128}
@@ -69,8 +100,10 @@ class SessionStore {
   absl::StatusOr<SessionInfo> Create(const std::string& requested_id);
   absl::StatusOr<SessionInfo> Get(const std::string& id) const;
   std::vector<SessionInfo> List() const;
-  absl::Status Delete(const std::string& id);  // busy -> FAILED_PRECONDITION
-  // Deep copy from any tier (the copy lands in the source's tier); new_id empty = server-chosen.
+  // busy -> FAILED_PRECONDITION; the snapshot file cannot be removed -> INTERNAL, session kept.
+  absl::Status Delete(const std::string& id);
+  // Deep copy from any tier (the copy lands in the source's tier); new_id empty = server-chosen. A disk
+  // source is verified (codec.verify) first: a corrupt one fails here with its error.
   absl::StatusOr<SessionInfo> Fork(const std::string& id, const std::string& new_id);
 
   // A turn: Pin (NOT_FOUND, busy -> FAILED_PRECONDITION, broken snapshot -> its error), then on the
@@ -81,7 +114,8 @@ class SessionStore {
   void Unpin(const std::string& id, bool drop = false);
 
   int64_t SweepExpired();          // deletes idle unpinned sessions past the TTL; returns how many
-  absl::Status SaveAll();          // writes every unpinned session to dir (drain); all become disk tier
+  // Drain: writes every unpinned session whose file is stale to dir; all written become disk tier.
+  DrainResult SaveAll();
   SessionStoreStats Stats() const;
 
  private:
@@ -95,6 +129,8 @@ class SessionStore {
     SteadyTime last_used;
     int64_t created_unix = 0;
     absl::Status error;                     // unreadable snapshot
+    bool on_disk = false;                   // a snapshot file exists for this id
+    bool file_current = false;              // ... and holds exactly this session's present state
   };
   explicit SessionStore(SessionStoreOptions o) : opt_(std::move(o)) {}
   SteadyTime Now() const;
@@ -102,11 +138,18 @@ class SessionStore {
   // InfoOf .. Erase: the caller holds mu_.
   SessionInfo InfoOf(const std::string& id, const Entry& e) const;
   absl::StatusOr<std::string> NewId(const std::string& requested);
-  absl::Status ToHost(Entry& e);
-  absl::Status ToDisk(const std::string& id, Entry& e);
+  absl::StatusOr<SessionInfo> Insert(const std::string& id, Entry e);
+  absl::Status WriteFile(const std::string& id, Entry& e, std::string_view bytes);
+  absl::StatusOr<std::string> ReadFile(const std::string& id);
+  absl::Status Persist(const std::string& id, Entry& e);       // write_through after a change
+  void ToHost(Entry& e, std::string bytes);
+  absl::Status ToDisk(const std::string& id, Entry& e, std::string_view device_bytes);
   absl::Status ToDevice(const std::string& id, Entry& e);
   void EnforceBudgets();
+  absl::Status StorageFull() const;
+  absl::Status RemoveFileOf(const std::string& id, Entry& e);
   void Erase(std::map<std::string, Entry>::iterator it);
+  void LogDiskError(const absl::Status& st) const;
 
   const SessionStoreOptions opt_;
   mutable std::mutex mu_;
@@ -115,6 +158,8 @@ class SessionStore {
   std::map<std::string, Entry> entries_;
   int64_t device_bytes_ = 0;  // sum of state_bytes over device-tier entries
   int64_t host_bytes_ = 0;    // sum of state_bytes over host-tier entries
+  absl::Status last_write_error_;  // the last disk write failed (cleared by the next success)
+  SessionStoreStats counters_;     // the cumulative disk_* fields only
 };
 
 }  // namespace titand

@@ -23,8 +23,8 @@ CausalLM::~CausalLM() = default;
 absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Create(const ModelConfig& config, WeightSource& weights,
                                                            const ModelOptions& options) {
   RETURN_IF_ERROR(config.Validate());
-  if (options.dtype != at::kFloat && options.dtype != at::kBFloat16) {
-    return absl::InvalidArgumentError("model dtype must be float32 or bfloat16");
+  if (options.dtype != at::kFloat && options.dtype != at::kBFloat16 && options.dtype != at::kHalf) {
+    return absl::InvalidArgumentError("model dtype must be float32, bfloat16 or float16");
   }
   std::unique_ptr<CausalLM> m(new CausalLM(config, options));
   try {
@@ -101,6 +101,7 @@ absl::Status CausalLM::Load(WeightSource& w) {
 
 void CausalLM::SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::optional<int64_t> window,
                          int64_t sinks) {
+  if (hybrid) hybrid->MoveTo(options_.device);  // gates and mu live beside the weights
   hybrid_[i] = std::move(hybrid);
   windows_[i] = window;
   sinks_[i] = window ? sinks : 0;
@@ -212,7 +213,8 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
     } else {
       KeysView kv = AppendKv(ls, k_rot.narrow(0, off, T).transpose(0, 1), v.narrow(0, off, T).transpose(0, 1),
                              st.num_tokens, windows_[li]);
-      o = CausalAttention(q_rot.narrow(0, off, T), kv.k, kv.v, st.num_tokens, kv.pos0, windows_[li], scale);
+      o = CausalAttention(q_rot.narrow(0, off, T), kv.k, kv.v, st.num_tokens, kv.pos0, windows_[li], scale,
+                          options_.attention);
     }
     if (hybrid != nullptr) {
       o = hybrid->Mix(h.narrow(0, off, T), q.narrow(0, off, T), k.narrow(0, off, T), v.narrow(0, off, T), o,

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "core/model/hybrid_layer.h"
 #include "core/model/model_config.h"
+#include "core/model/ops.h"
 #include "core/model/sequence_state.h"
 #include "core/model/weight_source.h"
 
@@ -21,8 +22,9 @@ namespace titand {
 // TPTT linear-memory branch of a converted layer.
 
 struct ModelOptions {
-  at::ScalarType dtype = at::kFloat;  // kFloat or kBFloat16
-  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;  // weights + activations: kFloat, kBFloat16 or kHalf (memory S is fp32)
+  at::Device device = at::kCPU;       // where weights, states and activations live
+  AttentionImpl attention = AttentionImpl::kSdpa;  // softmax attention: fused SDPA, or the exact reference
 };
 
 struct ForwardInput {

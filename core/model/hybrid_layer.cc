@@ -6,6 +6,12 @@ namespace titand {
 
 HybridLayer::HybridLayer(HybridParams p) : p_(std::move(p)) {}
 
+void HybridLayer::MoveTo(at::Device device) {
+  for (at::Tensor* t : {&p_.w_b, &p_.c_b, &p_.w_a, &p_.c_a, &p_.mu}) {
+    if (t->defined()) *t = t->to(device);
+  }
+}
+
 at::Tensor HybridLayer::LinearBranch(const at::Tensor& x, const at::Tensor& q, const at::Tensor& k,
                                      const at::Tensor& v, at::Tensor& memory) const {
   const int64_t T = q.size(0), H = p_.num_heads, D = p_.head_dim;

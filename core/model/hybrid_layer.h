@@ -29,6 +29,8 @@ class HybridLayer {
  public:
   explicit HybridLayer(HybridParams p);
   const HybridParams& params() const { return p_; }
+  // Moves the learned gates and mu to `device` (fp32 kept): called when the layer joins a model.
+  void MoveTo(at::Device device);
 
   // x [T, hidden] (layer input after its norm), q [T, H, D], k, v [T, Hkv, D], o_softmax [T, H*D].
   // memory: [H, D, D] fp32, created on first use and updated in place. Returns [T, H*D].

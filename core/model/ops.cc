@@ -35,24 +35,44 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   return x * cos + rotated * sin;
 }
 
-at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_pos0,
-                           int64_t k_pos0, std::optional<int64_t> window, double scale) {
-  const int64_t T = q.size(0), H = q.size(1), D = q.size(2);
-  const int64_t Hkv = k.size(0), L = k.size(1);
-  const int64_t G = H / Hkv;
-  // [T, H, D] -> [Hkv, G, T, D]
-  at::Tensor qg = q.view({T, Hkv, G, D}).permute({1, 2, 0, 3});
-  at::Tensor scores = at::matmul(qg, k.unsqueeze(1).transpose(-1, -2)).to(at::kFloat) * scale;  // [Hkv,G,T,L]
-  // The mask is needed unless every key is visible to every query (single-token decode over a trimmed cache).
+namespace {
+
+// Which key each query sees, [T, L] bool; undefined when every key is visible to every query (e.g. a
+// single-token decode over a trimmed cache), so no mask needs to be built.
+at::Tensor VisibleMask(int64_t T, int64_t L, int64_t q_pos0, int64_t k_pos0, std::optional<int64_t> window,
+                       at::Device device) {
   const int64_t first_q = q_pos0, last_k = k_pos0 + L - 1;
   bool need_mask = last_k > first_q;
   if (window && (q_pos0 + T - 1) - k_pos0 >= *window) need_mask = true;
-  if (need_mask) {
-    auto lopt = at::TensorOptions().dtype(at::kLong).device(q.device());
-    at::Tensor qp = at::arange(q_pos0, q_pos0 + T, lopt).unsqueeze(1);
-    at::Tensor kp = at::arange(k_pos0, k_pos0 + L, lopt).unsqueeze(0);
-    at::Tensor visible = kp <= qp;
-    if (window) visible = visible & (kp > qp - *window);
+  if (!need_mask) return at::Tensor();
+  auto lopt = at::TensorOptions().dtype(at::kLong).device(device);
+  at::Tensor qp = at::arange(q_pos0, q_pos0 + T, lopt).unsqueeze(1);
+  at::Tensor kp = at::arange(k_pos0, k_pos0 + L, lopt).unsqueeze(0);
+  at::Tensor visible = kp <= qp;
+  if (window) visible = visible & (kp > qp - *window);
+  return visible;
+}
+
+}  // namespace
+
+at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_pos0,
+                           int64_t k_pos0, std::optional<int64_t> window, double scale, AttentionImpl impl) {
+  const int64_t T = q.size(0), H = q.size(1), D = q.size(2);
+  const int64_t Hkv = k.size(0), L = k.size(1);
+  const int64_t G = H / Hkv;
+  at::Tensor visible = VisibleMask(T, L, q_pos0, k_pos0, window, q.device());
+  if (impl == AttentionImpl::kSdpa) {
+    // [1, H, T, D] x [1, Hkv, L, D]: SDPA repeats each kv head for its G query heads (enable_gqa).
+    at::Tensor out = at::scaled_dot_product_attention(
+        q.transpose(0, 1).unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0),
+        visible.defined() ? std::optional<at::Tensor>(visible) : std::nullopt, /*dropout_p=*/0.0,
+        /*is_causal=*/false, scale, /*enable_gqa=*/G > 1);
+    return out.squeeze(0).transpose(0, 1).reshape({T, H * D});
+  }
+  // [T, H, D] -> [Hkv, G, T, D]
+  at::Tensor qg = q.view({T, Hkv, G, D}).permute({1, 2, 0, 3});
+  at::Tensor scores = at::matmul(qg, k.unsqueeze(1).transpose(-1, -2)).to(at::kFloat) * scale;  // [Hkv,G,T,L]
+  if (visible.defined()) {
     scores = scores.masked_fill(visible.logical_not(), -std::numeric_limits<float>::infinity());
   }
   at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type());

@@ -1,4 +1,4 @@
-// Small tensor ops written here because libtorch 1.13 has no public rms_norm or SDPA.
+// Small tensor ops of the decoder: RMS norm, RoPE, causal/windowed GQA attention (exact reference and SDPA).
 #pragma once
 
 #include <cstdint>
@@ -24,8 +24,13 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
 // Causal (optionally windowed) grouped-query attention for one sequence.
 //   q [T, H, D] at positions q_pos0 .. q_pos0+T-1;  k, v [Hkv, L, D] at positions k_pos0 .. k_pos0+L-1.
 //   Query i sees key j iff pos_j <= pos_i and (no window or pos_j > pos_i - window).
-// Returns [T, H*D] in q's dtype; softmax in fp32.
+// Returns [T, H*D] in q's dtype.
+//   kReference: explicit scores, mask and softmax in fp32 (the exact path tests compare against);
+//   kSdpa:      at::scaled_dot_product_attention (fused kernels: flash/memory-efficient on CUDA, flash on
+//               CPU) with a boolean mask only when some key is hidden from some query; GQA by enable_gqa.
+enum class AttentionImpl { kReference, kSdpa };
 at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_pos0,
-                           int64_t k_pos0, std::optional<int64_t> window, double scale);
+                           int64_t k_pos0, std::optional<int64_t> window, double scale,
+                           AttentionImpl impl = AttentionImpl::kReference);
 
 }  // namespace titand

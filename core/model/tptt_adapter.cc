@@ -5,6 +5,7 @@
 #include <sstream>
 #include <sys/stat.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/common/sha256.h"
@@ -43,6 +44,39 @@ absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string&
     out[t.name] = at::from_blob(data.data(), t.shape, at::kFloat).clone();
   }
   return out;
+}
+
+// A layer index from a tensor name (digits only, by the regex): out of int64 range -> INVALID_ARGUMENT.
+absl::StatusOr<int64_t> LayerIndex(const std::string& digits, const std::string& where, const std::string& name) {
+  int64_t i = 0;
+  if (!absl::SimpleAtoi(digits, &i)) return Bad(where, absl::StrCat("tensor '", name, "': layer index out of range"));
+  return i;
+}
+
+// Optional typed entries of adapter_config.json: absent -> `fallback`, wrong JSON type -> INVALID_ARGUMENT.
+absl::Status OptString(const json& o, const char* key, const std::string& where, std::string* out) {
+  if (!o.contains(key)) return absl::OkStatus();
+  if (!o[key].is_string()) return Bad(where, absl::StrCat(key, " must be a string"));
+  *out = o[key].get<std::string>();
+  return absl::OkStatus();
+}
+absl::Status OptBool(const json& o, const char* key, const std::string& where, bool* out) {
+  if (!o.contains(key)) return absl::OkStatus();
+  if (!o[key].is_boolean()) return Bad(where, absl::StrCat(key, " must be true or false"));
+  *out = o[key].get<bool>();
+  return absl::OkStatus();
+}
+absl::Status OptInt(const json& o, const char* key, const std::string& where, int64_t* out) {
+  if (!o.contains(key)) return absl::OkStatus();
+  if (!o[key].is_number_integer()) return Bad(where, absl::StrCat(key, " must be an integer"));
+  *out = o[key].get<int64_t>();
+  return absl::OkStatus();
+}
+absl::Status OptNumber(const json& o, const char* key, const std::string& where, double* out) {
+  if (!o.contains(key)) return absl::OkStatus();
+  if (!o[key].is_number()) return Bad(where, absl::StrCat(key, " must be a number"));
+  *out = o[key].get<double>();
+  return absl::OkStatus();
 }
 
 // Projection shapes [out, in] by name.
@@ -86,7 +120,7 @@ absl::Status CollectLora(const std::map<std::string, at::Tensor>& a_or_b, const 
   for (const auto& [key, t] : a_or_b) {
     std::smatch m;
     if (!std::regex_match(key, m, kName)) return Bad(where, absl::StrCat("unknown LoRA tensor ", key));
-    const int64_t layer = std::stoll(m[1]);
+    ASSIGN_OR_RETURN(const int64_t layer, LayerIndex(m[1], where, key));
     if (layer < 0 || layer >= c.num_layers) return Bad(where, absl::StrCat("LoRA for layer ", layer, " out of range"));
     if (!targets.count(m[2])) return Bad(where, absl::StrCat("LoRA tensor for ", m[2].str(), " not in lora.targets"));
     auto& p = pairs[absl::StrCat(m[1].str(), ".", m[2].str())];
@@ -109,7 +143,7 @@ absl::Status CollectLora(const std::map<std::string, at::Tensor>& a_or_b, const 
 
 }  // namespace
 
-absl::StatusOr<TpttAdapter> ReadTpttAdapter(const std::string& dir, const ModelConfig& c) {
+static absl::StatusOr<TpttAdapter> ReadTpttAdapterUnguarded(const std::string& dir, const ModelConfig& c) {
   TpttAdapter a;
   a.dir = dir;
   const std::string cpath = dir + "/tptt_config.json";
@@ -201,7 +235,7 @@ absl::StatusOr<TpttAdapter> ReadTpttAdapter(const std::string& dir, const ModelC
   for (const auto& [name, t] : tensors) {
     std::smatch m;
     if (!std::regex_match(name, m, kName)) return Bad(tpath, absl::StrCat("unknown tensor '", name, "'"));
-    const int64_t i = std::stoll(m[1]);
+    ASSIGN_OR_RETURN(const int64_t i, LayerIndex(m[1], tpath, name));
     if (m[4].matched) continue;  // LoRA, collected below
     if (!seen.count(i)) return Bad(tpath, absl::StrCat("tensor '", name, "' for layer ", i, ", which is not converted"));
     if (m[2] == "mu") {
@@ -264,13 +298,19 @@ absl::StatusOr<TpttAdapter> ReadTpttAdapter(const std::string& dir, const ModelC
     ASSIGN_OR_RETURN(std::string ptext, ReadFile(pc));
     json p = json::parse(ptext, nullptr, false);
     if (p.is_discarded() || !p.is_object()) return Bad(pc, "not a JSON object");
-    if (p.value("peft_type", "") != "LORA") return Bad(pc, "peft_type must be \"LORA\"");
-    if (p.value("use_rslora", false) || p.value("use_dora", false) || p.value("fan_in_fan_out", false)) {
-      return Bad(pc, "rsLoRA, DoRA and fan_in_fan_out are not supported");
-    }
-    const int64_t pr = p.value("r", int64_t{0});
-    const double palpha = p.value("lora_alpha", static_cast<double>(pr));  // PEFT's default: alpha = r
-    if (pr < 1) return Bad(pc, "r must be >= 1");
+    std::string peft_type;
+    RETURN_IF_ERROR(OptString(p, "peft_type", pc, &peft_type));
+    if (peft_type != "LORA") return Bad(pc, "peft_type must be \"LORA\"");
+    bool rslora = false, dora = false, fan_in_fan_out = false;
+    RETURN_IF_ERROR(OptBool(p, "use_rslora", pc, &rslora));
+    RETURN_IF_ERROR(OptBool(p, "use_dora", pc, &dora));
+    RETURN_IF_ERROR(OptBool(p, "fan_in_fan_out", pc, &fan_in_fan_out));
+    if (rslora || dora || fan_in_fan_out) return Bad(pc, "rsLoRA, DoRA and fan_in_fan_out are not supported");
+    int64_t pr = 0;
+    RETURN_IF_ERROR(OptInt(p, "r", pc, &pr));
+    if (pr < 1) return Bad(pc, "r must be an integer >= 1");
+    double palpha = static_cast<double>(pr);  // PEFT's default: alpha = r
+    RETURN_IF_ERROR(OptNumber(p, "lora_alpha", pc, &palpha));
     if (lora.is_object() && (pr != r || palpha != alpha)) return Bad(pc, "r/lora_alpha disagree with tptt_config.json lora");
     r = pr;
     alpha = palpha;
@@ -305,6 +345,19 @@ absl::StatusOr<TpttAdapter> ReadTpttAdapter(const std::string& dir, const ModelC
   h.Update(pbytes.data(), pbytes.size());
   a.adapter_id = absl::StrCat(a.base_model, "/", DigestHex(h.Final()).substr(0, 16));
   return a;
+}
+
+// Backstop: no exception leaves the reader (a bug in a check above becomes a clear error, not an abort).
+absl::StatusOr<TpttAdapter> ReadTpttAdapter(const std::string& dir, const ModelConfig& c) {
+  try {
+    return ReadTpttAdapterUnguarded(dir, c);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(dir, ": adapter too large for memory"));
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, ": bad adapter: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, ": bad adapter: ", e.what()));
+  }
 }
 
 namespace {

@@ -32,16 +32,6 @@ absl::StatusOr<at::Tensor> Feed(CausalLM& model, SequenceState& state, const std
 
 }  // namespace
 
-const char* FinishReasonName(FinishReason r) {
-  switch (r) {
-    case FinishReason::kMaxTokens: return "max_tokens";
-    case FinishReason::kEos: return "eos";
-    case FinishReason::kStopSequence: return "stop_sequence";
-    case FinishReason::kCancelled: return "cancelled";
-  }
-  return "unknown";
-}
-
 absl::StatusOr<ScoreResult> Score(CausalLM& model, SessionCursor& cur, const std::vector<int32_t>& ids,
                                   int64_t chunk) {
   ScoreResult r;
@@ -71,65 +61,62 @@ absl::StatusOr<ScoreResult> Score(CausalLM& model, SessionCursor& cur, const std
   return r;
 }
 
+absl::Status Append(CausalLM& model, SessionCursor& cur, const std::vector<int32_t>& ids, int64_t chunk) {
+  if (ids.empty()) return absl::OkStatus();
+  std::vector<int32_t> feed = cur.pending;
+  feed.insert(feed.end(), ids.begin(), ids.end() - 1);
+  if (!feed.empty()) RETURN_IF_ERROR(Feed(model, cur.state, feed, chunk, nullptr).status());
+  cur.pending = {ids.back()};
+  return absl::OkStatus();
+}
+
+absl::Status CommitTokens(CausalLM& model, SessionCursor& cur, const SessionCursor& pre_turn,
+                          const std::vector<int32_t>& have, const std::vector<int32_t>& target, int64_t chunk) {
+  if (target.size() >= have.size() && std::equal(have.begin(), have.end(), target.begin())) {
+    return Append(model, cur, std::vector<int32_t>(target.begin() + have.size(), target.end()), chunk);
+  }
+  cur = pre_turn.Fork();
+  return Append(model, cur, target, chunk);
+}
+
 absl::StatusOr<GenerateResult> Generate(CausalLM& model, const Tokenizer& tok, SessionCursor& cur,
-                                        const std::vector<int32_t>& prompt, const GenerateOptions& opt,
-                                        const TokenCallback& on_token) {
-  RETURN_IF_ERROR(opt.sampling.Validate());
-  if (opt.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
+                                        const std::vector<int32_t>& prompt, const DecodeParams& params,
+                                        const TokenCallback& on_token, int64_t prefill_chunk) {
+  RETURN_IF_ERROR(params.Validate(model.config().vocab_size));
   std::vector<int32_t> seq = cur.pending;
   seq.insert(seq.end(), prompt.begin(), prompt.end());
   if (seq.empty()) return absl::InvalidArgumentError("generate: empty prompt and no session history");
   GenerateResult res;
   res.prompt_tokens = static_cast<int64_t>(prompt.size());
-  if (opt.max_tokens == 0) {  // prefill only: keep the invariant (last token pending)
-    std::vector<int32_t> feed(seq.begin(), seq.end() - 1);
-    if (!feed.empty()) RETURN_IF_ERROR(Feed(model, cur.state, feed, opt.prefill_chunk, nullptr).status());
-    cur.pending = {seq.back()};
+  if (params.stop.max_tokens == 0) {  // prefill only: keep the invariant (last token pending)
+    RETURN_IF_ERROR(Append(model, cur, prompt, prefill_chunk));
     return res;
   }
-  ASSIGN_OR_RETURN(at::Tensor logits, Feed(model, cur.state, seq, opt.prefill_chunk, nullptr));
+  ASSIGN_OR_RETURN(at::Tensor logits, Feed(model, cur.state, seq, prefill_chunk, nullptr));
   cur.pending.clear();
-
-  std::vector<int32_t> stop_ids = opt.stop_ids;
-  if (opt.stop_at_eos) stop_ids.insert(stop_ids.end(), tok.stop_ids().begin(), tok.stop_ids().end());
-  Sampler sampler(opt.sampling);
-  std::vector<int32_t> history = seq;  // for the repetition penalty
-  IncrementalDetokenizer detok(tok);
-  std::string text;        // everything decoded so far
-  size_t emitted = 0;      // bytes of `text` already handed to the callback
-  for (int i = 0; i < opt.max_tokens; ++i) {
-    at::Tensor lc = logits.contiguous();
-    const int32_t id = sampler.Sample(lc.data_ptr<float>(), lc.size(0), history);
-    res.tokens.push_back(id);
-    history.push_back(id);
-    const bool is_stop = std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end();
-    text += detok.Add(id);
-    if (is_stop) text += detok.Finish();
-    const size_t stop_at = FindStop(text, emitted, opt.stop_strings);
-    if (stop_at != std::string::npos) {
-      text.resize(stop_at);
-      res.finish = FinishReason::kStopSequence;
-    } else if (is_stop) {
-      res.finish = FinishReason::kEos;
-    }
-    const bool done = stop_at != std::string::npos || is_stop || i + 1 == opt.max_tokens;
-    size_t upto = done ? text.size() : text.size() - PartialStopSuffix(text, opt.stop_strings);
-    std::string delta = upto > emitted ? text.substr(emitted, upto - emitted) : std::string();
-    emitted = std::max(emitted, upto);
-    if (on_token && !on_token(id, delta)) {
+  Decoder dec(&tok, params, seq);
+  while (true) {
+    at::Tensor lc = logits.to(at::kCPU, at::kFloat).contiguous();
+    TokenOutcome o = dec.Next(lc.data_ptr<float>(), lc.size(0));
+    if (params.logprobs) res.logprobs.push_back(o.logprob);
+    if (on_token && !on_token(o.id, o.delta)) {
       res.finish = FinishReason::kCancelled;
       break;
     }
-    if (done) break;
+    if (o.done) {
+      res.finish = o.finish;
+      break;
+    }
     std::vector<ForwardInput> in(1);
-    in[0].tokens = {id};
+    in[0].tokens = {o.id};
     in[0].state = &cur.state;
     ASSIGN_OR_RETURN(auto out, model.Forward(in));
     logits = out[0][0];
   }
   // The last generated token is not fed yet: it is the state's pending token.
-  if (!res.tokens.empty()) cur.pending = {res.tokens.back()};
-  res.text = text.substr(0, emitted);
+  res.tokens = dec.tokens();
+  cur.pending = {res.tokens.back()};
+  res.text = dec.delivered_text();
   return res;
 }
 

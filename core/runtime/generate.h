@@ -8,7 +8,8 @@
 
 #include "absl/status/statusor.h"
 #include "core/model/causal_lm.h"
-#include "core/sampling/sampler.h"
+#include "core/runtime/decoder.h"
+#include "core/sampling/sampling_params.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace titand {
@@ -21,29 +22,30 @@ struct ScoreResult {
 absl::StatusOr<ScoreResult> Score(CausalLM& model, SessionCursor& cur, const std::vector<int32_t>& ids,
                                   int64_t chunk = 512);
 
-enum class FinishReason { kMaxTokens, kEos, kStopSequence, kCancelled };
-const char* FinishReasonName(FinishReason r);
-
-struct GenerateOptions {
-  SamplingParams sampling;
-  int max_tokens = 64;
-  std::vector<std::string> stop_strings;
-  std::vector<int32_t> stop_ids;  // in addition to the tokenizer's end-of-turn ids when stop_at_eos
-  bool stop_at_eos = true;
-  int64_t prefill_chunk = 512;
-};
-
 struct GenerateResult {
   std::vector<int32_t> tokens;   // generated ids (including a final stop token, if any)
-  std::string text;              // detokenized (stop string removed)
+  std::vector<float> logprobs;   // one per token when params.logprobs
+  std::string text;              // the delivered text (decoder.h: stop rules applied)
   FinishReason finish = FinishReason::kMaxTokens;
   int64_t prompt_tokens = 0;
 };
 
-// on_token(id, text_delta) -> false cancels. The prompt and generated tokens become part of `cur`.
+// on_token(id, text_delta) -> false cancels (finish kCancelled). The prompt and the generated tokens
+// become part of `cur` (the last generated token pending). The per-token decisions are the Decoder's
+// (core/runtime/decoder.h), the same object the engine runs. params are validated (INVALID_ARGUMENT).
 using TokenCallback = std::function<bool(int32_t, const std::string&)>;
 absl::StatusOr<GenerateResult> Generate(CausalLM& model, const Tokenizer& tok, SessionCursor& cur,
-                                        const std::vector<int32_t>& prompt, const GenerateOptions& opt,
-                                        const TokenCallback& on_token);
+                                        const std::vector<int32_t>& prompt, const DecodeParams& params,
+                                        const TokenCallback& on_token, int64_t prefill_chunk = 512);
+
+// Feeds `ids` after the cursor's history (pending + ids; all but the last fed, the last pending), in
+// chunks. The cursor then holds its old history + ids.
+absl::Status Append(CausalLM& model, SessionCursor& cur, const std::vector<int32_t>& ids, int64_t chunk = 512);
+
+// Turn commit: `cur` holds pre_turn's history + `have` (the turn as fed and sampled); afterwards it
+// holds pre_turn's history + `target`. Only the missing tail is fed when `have` is a prefix of `target`
+// (e.g. a chat template's closing marker); otherwise the turn is rebuilt from a copy of pre_turn.
+absl::Status CommitTokens(CausalLM& model, SessionCursor& cur, const SessionCursor& pre_turn,
+                          const std::vector<int32_t>& have, const std::vector<int32_t>& target, int64_t chunk = 512);
 
 }  // namespace titand

@@ -1,5 +1,7 @@
 #include "core/runtime/runtime.h"
 
+#include "core/runtime/device.h"
+
 #include <dlfcn.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,7 +80,7 @@ SnapshotBinding BindingFor(const Runtime& rt) {
   b.num_layers = rt.config.num_layers;
   b.num_kv_heads = rt.config.num_kv_heads;
   b.head_dim = rt.config.head_dim;
-  b.dtype = rt.model->options().dtype == at::kBFloat16 ? "bfloat16" : "float32";
+  b.dtype = DtypeName(rt.model->options().dtype);
   return b;
 }
 
@@ -87,19 +89,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
   rt->model_path = ResolveModelPath(opt.model);
   if (!Exists(rt->model_path)) return absl::NotFoundError(absl::StrCat("model not found: ", rt->model_path));
   ModelOptions mo;
-  if (opt.dtype == "float32" || opt.dtype == "fp32") {
-    mo.dtype = at::kFloat;
-  } else if (opt.dtype == "bfloat16" || opt.dtype == "bf16") {
-    mo.dtype = at::kBFloat16;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", opt.dtype, "' (float32 | bfloat16)"));
-  }
-  if (opt.device == "cuda" || (opt.device == "auto" && at::hasCUDA())) {
-    if (!at::hasCUDA()) return absl::FailedPreconditionError("--device cuda: this LibTorch build has no CUDA");
-    mo.device = at::Device(at::kCUDA, 0);
-  } else if (opt.device != "cpu" && opt.device != "auto") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown device '", opt.device, "' (auto | cpu | cuda)"));
-  }
+  ASSIGN_OR_RETURN(mo.device, ParseDevice(opt.device));
+  ASSIGN_OR_RETURN(mo.dtype, ParseDtype(opt.dtype, mo.device));
   const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::thread::hardware_concurrency());
   KeepBlasSingleThreaded();
   at::set_num_threads(std::max(1, threads));

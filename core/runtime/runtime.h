@@ -18,8 +18,8 @@ namespace titand {
 struct LoadOptions {
   std::string model;        // path to .gguf, a Hugging Face folder, or an alias ("smollm2-135m")
   std::string tptt_dir;     // TPTT adapter folder; empty = plain model
-  std::string dtype = "float32";  // "float32" | "bfloat16"
-  std::string device = "auto";    // "auto" (CUDA when this LibTorch has it, else CPU) | "cpu" | "cuda"
+  std::string dtype = "auto";   // "auto" (bfloat16 on CUDA, float32 on CPU) | "float32" | "bfloat16" | "float16"
+  std::string device = "auto";  // "auto" (cuda:0 when LibTorch has CUDA and sees a GPU, else CPU) | "cpu" | "cuda[:N]"
   int threads = 0;          // intra-op threads; 0 = all cores
   // Adapter override (tests, ablations): every mu forced to this value (0 = softmax branch alone).
   std::optional<double> mu_override;

@@ -4,14 +4,17 @@
 
 namespace titand {
 
-size_t FindStop(const std::string& text, size_t emitted, const std::vector<std::string>& stops) {
-  size_t stop_at = std::string::npos;
+StopMatch FindStopMatch(const std::string& text, size_t emitted, const std::vector<std::string>& stops) {
+  StopMatch best;
   for (const std::string& s : stops) {
     if (s.empty()) continue;
     const size_t p = text.find(s, emitted > s.size() ? emitted - s.size() : 0);
-    if (p != std::string::npos) stop_at = std::min(stop_at, p);
+    if (p == std::string::npos) continue;
+    const bool better = !best.found() || p + s.size() < best.pos + best.len ||
+                        (p + s.size() == best.pos + best.len && p < best.pos);
+    if (better) best = {p, s.size()};
   }
-  return stop_at;
+  return best;
 }
 
 size_t PartialStopSuffix(const std::string& text, const std::vector<std::string>& stops) {

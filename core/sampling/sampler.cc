@@ -94,11 +94,15 @@ int32_t Sampler::Sample(const float* logits, int64_t vocab, const std::vector<in
       x = x < 0.f ? x * params_.repetition_penalty : x / params_.repetition_penalty;
     }
   }
-  if (params_.temperature == 0.f) return ArgMax(work_);
+  if (params_.greedy()) return ArgMax(work_);
+  float mx = kNegInf;
   for (float& x : work_) {
-    x = std::isnan(x) ? kNegInf : x / params_.temperature;
+    if (std::isnan(x)) x = kNegInf;
+    mx = std::max(mx, x);
   }
-  if (!(*std::max_element(work_.begin(), work_.end()) > kNegInf)) return ArgMax(work_);
+  if (!(mx > kNegInf)) return ArgMax(work_);
+  // (l - max) / T: every value is <= 0, so no temperature in range can overflow to +inf.
+  for (float& x : work_) x = x == kNegInf ? kNegInf : (mx == INFINITY ? (x == mx ? 0.f : kNegInf) : (x - mx) / params_.temperature);
   TopK(work_, params_.top_k);
   TopP(work_, params_.top_p);
   MinP(work_, params_.min_p);

@@ -1,6 +1,6 @@
 // Token sampler for one sequence. Applies, in Hugging Face generate's order:
 //   repetition penalty (tokens in history: l > 0 ? l / r : l * r, once per distinct token)
-//   -> temperature (l / T; T = 0 means greedy argmax, ties -> lowest id)
+//   -> temperature ((l - max l) / T; T < kGreedyBelowTemperature means greedy argmax, ties -> lowest id)
 //   -> top-k (keep l >= k-th largest) -> top-p (keep the descending-probability prefix whose mass
 //   before each kept token is < top_p; the top token always stays) -> min-p (keep p >= min_p * p_max)
 //   -> draw from softmax over the kept tokens with the sequence's own seeded std::mt19937_64.

@@ -11,8 +11,27 @@
 
 namespace titand {
 
-// Writes the concatenation of `parts` to `path` atomically. INTERNAL (with errno text and the path) on
-// I/O failure, NOT_FOUND if the directory does not exist.
+// Writes the concatenation of `parts` to `path` atomically. NOT_FOUND if the directory does not exist,
+// RESOURCE_EXHAUSTED on a full disk or quota (ENOSPC, EDQUOT), INTERNAL (errno text and the path) on any
+// other I/O failure (a read-only file system included).
 absl::Status WriteFileAtomically(const std::string& path, const std::vector<std::string_view>& parts);
+
+// One file of a batch: `path` gets `data`; `status` tells how it went.
+struct AtomicWrite {
+  std::string path;
+  std::string_view data;
+  absl::Status status;
+};
+
+// The same guarantee for many files of ONE directory `dir` at the cost of one sync for the whole batch
+// instead of one per file: every temp file is written and closed, then one syncfs(2) on `dir`'s file
+// system makes them durable, then each is renamed over its path and `dir` is fsynced once. Each file is
+// the old one or the new one after a crash, never a part. Per-file errors land in that file's `status`;
+// a failed sync fails every file (their temp files are removed, old files untouched). Returns the number
+// of syncs made (1 + 1 for the directory, 0 if no file got as far).
+int WriteFilesAtomically(const std::string& dir, std::vector<AtomicWrite>& batch);
+
+// unlink(2); an already missing file counts as removed. INTERNAL (errno text and the path) on failure.
+absl::Status RemoveFile(const std::string& path);
 
 }  // namespace titand

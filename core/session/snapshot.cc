@@ -18,6 +18,7 @@ absl::StatusOr<at::ScalarType> DtypeOf(const std::string& name) {
   if (name == "float32") return at::kFloat;
   if (name == "bfloat16") return at::kBFloat16;
   if (name == "float16") return at::kHalf;
+  if (name == "float16") return at::kHalf;
   return absl::InvalidArgumentError(absl::StrCat("unsupported snapshot dtype '", name, "'"));
 }
 

@@ -251,7 +251,13 @@ absl::StatusOr<SnapshotHeader> ParseSnapshotHeader(std::string_view bytes, const
   }
   const json j = json::parse(bytes.data() + kSnapshotPrefixBytes, bytes.data() + prefix, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Bad(source, "header is not valid JSON");
-  ASSIGN_OR_RETURN(SnapshotHeader h, HeaderFromJson(j, source));
+  absl::StatusOr<SnapshotHeader> parsed;
+  try {  // backstop: HeaderFromJson checks every type, so this should be unreachable
+    parsed = HeaderFromJson(j, source);
+  } catch (const std::exception& e) {
+    return Bad(source, absl::StrCat("malformed header: ", e.what()));
+  }
+  ASSIGN_OR_RETURN(SnapshotHeader h, std::move(parsed));
   h.version = version;
   h.file_bytes = static_cast<int64_t>(prefix + kSnapshotDigestBytes) + h.data_bytes + kSnapshotDigestBytes;
   return h;

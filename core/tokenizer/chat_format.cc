@@ -54,31 +54,61 @@ std::string DefaultSystemPrompt(const std::string& src) {
   return "";
 }
 
-std::string RenderChat(ChatFormat format, const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
-                       const std::string& template_source, bool first_turn) {
-  std::string out;
+std::vector<ChatSegment> RenderChatSegments(ChatFormat format, const std::vector<ChatMessage>& msgs,
+                                            bool add_generation_prompt, const std::string& template_source,
+                                            bool first_turn) {
+  std::vector<ChatSegment> out;
+  const auto ctrl = [&](const char* marker) { out.push_back({marker, true}); };
+  const auto text = [&](std::string t) { out.push_back({std::move(t), false}); };
   switch (format) {
     case ChatFormat::kChatML: {
+      const auto message = [&](const std::string& role, const std::string& content) {
+        ctrl("<|im_start|>");
+        text(role + "\n" + content);
+        ctrl("<|im_end|>");
+        text("\n");
+      };
       if (first_turn && !msgs.empty() && msgs[0].role != "system") {
         const std::string sys = DefaultSystemPrompt(template_source);
-        if (!sys.empty()) out += "<|im_start|>system\n" + sys + "<|im_end|>\n";
+        if (!sys.empty()) message("system", sys);
       }
-      for (const ChatMessage& m : msgs) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-      if (add_generation_prompt) out += "<|im_start|>assistant\n";
+      for (const ChatMessage& m : msgs) message(m.role, m.content);
+      if (add_generation_prompt) {
+        ctrl("<|im_start|>");
+        text("assistant\n");
+      }
       break;
     }
     case ChatFormat::kLlama3: {
+      const auto header = [&](const std::string& role) {
+        ctrl("<|start_header_id|>");
+        text(role);
+        ctrl("<|end_header_id|>");
+      };
       for (size_t i = 0; i < msgs.size(); ++i) {
-        if (i == 0 && first_turn) out += "<|begin_of_text|>";
-        out += "<|start_header_id|>" + msgs[i].role + "<|end_header_id|>\n\n" + PyStrip(msgs[i].content) +
-               "<|eot_id|>";
+        if (i == 0 && first_turn) ctrl("<|begin_of_text|>");
+        header(msgs[i].role);
+        text("\n\n" + PyStrip(msgs[i].content));
+        ctrl("<|eot_id|>");
       }
-      if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      if (add_generation_prompt) {
+        header("assistant");
+        text("\n\n");
+      }
       break;
     }
     case ChatFormat::kRaw:
-      for (const ChatMessage& m : msgs) out += m.content;
+      for (const ChatMessage& m : msgs) text(m.content);
       break;
+  }
+  return out;
+}
+
+std::string RenderChat(ChatFormat format, const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
+                       const std::string& template_source, bool first_turn) {
+  std::string out;
+  for (const ChatSegment& s : RenderChatSegments(format, msgs, add_generation_prompt, template_source, first_turn)) {
+    out += s.text;
   }
   return out;
 }

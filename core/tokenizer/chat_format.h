@@ -31,6 +31,18 @@ absl::StatusOr<ChatFormat> DetectChatFormat(const std::string& template_source);
 // The default system prompt a ChatML template inserts before a conversation without one ("" if none).
 std::string DefaultSystemPrompt(const std::string& template_source);
 
+// One piece of a rendering: a control-token marker of the template ("<|im_start|>", "<|eot_id|>" ...,
+// encoded as that token) or text (template text such as "user\n" and message contents, encoded as
+// literal text unless a request opts into special-token parsing).
+struct ChatSegment {
+  std::string text;
+  bool control = false;
+};
+std::vector<ChatSegment> RenderChatSegments(ChatFormat format, const std::vector<ChatMessage>& msgs,
+                                            bool add_generation_prompt, const std::string& template_source = "",
+                                            bool first_turn = true);
+
+// The segments joined into one string.
 std::string RenderChat(ChatFormat format, const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
                        const std::string& template_source = "", bool first_turn = true);
 

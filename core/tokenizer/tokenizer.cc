@@ -99,8 +99,15 @@ void Tokenizer::EncodePlain(std::string_view text, std::vector<int32_t>* out,
 
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool parse_special) const {
   std::vector<int32_t> out;
-  out.reserve(text.size() / 3 + 2);
   if (spec_.add_bos && spec_.bos_id >= 0) out.push_back(spec_.bos_id);
+  std::vector<int32_t> body = EncodeText(text, parse_special);
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+std::vector<int32_t> Tokenizer::EncodeText(std::string_view text, bool parse_special) const {
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 2);
   std::unordered_map<std::string_view, std::vector<int32_t>> cache;  // word -> ids, this call only
   std::deque<std::string> normalized;                                // keeps NFC pieces alive
   const auto plain = [&](std::string_view piece) {

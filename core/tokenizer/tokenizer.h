@@ -54,7 +54,12 @@ class Tokenizer {
   // tokenizer_config.json / chat_template.jinja when present.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromHfDir(const std::string& dir);
 
+  // BOS (when add_bos) + EncodeText. parse_special: control-token spellings in the text become those
+  // tokens; false = they are literal text (user-defined added tokens are matched either way).
   std::vector<int32_t> Encode(std::string_view text, bool parse_special = true) const;
+  // The text's tokens without a BOS. Bytes with no token are not dropped silently: callers check
+  // UTF-8 first (every byte of well-formed UTF-8 has a byte token in a byte-level vocabulary).
+  std::vector<int32_t> EncodeText(std::string_view text, bool parse_special) const;
   std::string Decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
   const std::string& TokenBytes(int32_t id) const;  // empty for an out-of-range id
   bool IsSpecial(int32_t id) const;                 // control / unknown tokens

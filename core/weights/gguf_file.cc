@@ -142,6 +142,16 @@ absl::Status GgufFile::Error(absl::StatusCode code, const std::string& what) con
 }
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
+  try {  // backstop: every count and length below is checked against the bytes left
+    return OpenUnguarded(path);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(path, ": GGUF metadata too large for memory"));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": malformed GGUF: ", e.what()));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::OpenUnguarded(const std::string& path) {
   ASSIGN_OR_RETURN(auto map, MappedFile::Open(path));
   std::unique_ptr<GgufFile> f(new GgufFile(std::move(map)));
   const auto kInvalid = absl::StatusCode::kInvalidArgument;

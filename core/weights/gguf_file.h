@@ -61,6 +61,7 @@ class GgufFile {
 
  private:
   class Parser;
+  static absl::StatusOr<std::unique_ptr<GgufFile>> OpenUnguarded(const std::string& path);
   explicit GgufFile(std::unique_ptr<MappedFile> map) : map_(std::move(map)) {}
   absl::Status Error(absl::StatusCode code, const std::string& what) const;
   absl::StatusOr<const GgufValue*> FindOrError(std::string_view key) const;

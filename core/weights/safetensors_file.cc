@@ -52,7 +52,13 @@ absl::Status SafetensorsFile::Error(absl::StatusCode code, const std::string& wh
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
   ASSIGN_OR_RETURN(auto map, MappedFile::Open(path));
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile(std::move(map)));
-  RETURN_IF_ERROR(f->Parse());
+  try {  // backstop: the checks in Parse should make this unreachable
+    RETURN_IF_ERROR(f->Parse());
+  } catch (const std::bad_alloc&) {
+    return f->Error(absl::StatusCode::kResourceExhausted, "header too large for memory");
+  } catch (const std::exception& e) {
+    return f->Error(absl::StatusCode::kInvalidArgument, absl::StrCat("malformed header: ", e.what()));
+  }
   return f;
 }
 

@@ -53,3 +53,20 @@ def hf_gguf_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(MODEL.parent), gguf_file=MODEL.name)
+
+
+@pytest.fixture(scope="session")
+def hf_smollm_chat():
+    """Transformers' tokenizer (with its chat template) of the bundled GGUF, with SmolLM2's published
+    pre-tokenizer (see test_tokenizer.py). Session-scoped: loading it from the GGUF takes ~25 s here."""
+    from tokenizers import pre_tokenizers
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(MODEL.parent), gguf_file=MODEL.name)
+    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    return tok
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one); run by scripts/gpu_check.sh")

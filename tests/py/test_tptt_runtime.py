@@ -228,6 +228,44 @@ def test_bad_adapters_fail_clearly(random_adapter, tmp_path):
     assert "adapter.safetensors" in run_err([binary("titan-run"), "info", "--model", MODEL, "--tptt", trunc])
 
 
+def test_malformed_adapters_never_abort(random_adapter, tmp_path):
+    """Issue 11 item 9: values of the wrong JSON type and out-of-range indices are clear errors (exit 1,
+    one line naming the file), never an uncaught exception (abort, exit -6)."""
+    from safetensors.torch import load_file, save_file
+    d, _ = random_adapter
+    cfg = json.loads((d / "tptt_config.json").read_text())
+    tensors = load_file(str(d / "adapter.safetensors"))
+    huge = tmp_path / "huge_index"
+    shutil.copytree(d, huge)
+    save_file({**tensors, "layers.99999999999999999999999.mu": torch.zeros(3)}, str(huge / "adapter.safetensors"))
+    msg = run_err([binary("titan-run"), "info", "--model", MODEL, "--tptt", huge])
+    assert "adapter.safetensors" in msg and "layer index out of range" in msg, msg
+    lora_huge = tmp_path / "lora_huge_index"
+    shutil.copytree(d, lora_huge)
+    save_file({**tensors, "layers.99999999999999999999999.q_proj.lora_A": torch.zeros(2, 2)},
+              str(lora_huge / "adapter.safetensors"))
+    assert "layer index out of range" in run_err([binary("titan-run"), "info", "--model", MODEL, "--tptt", lora_huge])
+    lora = {k: v for k, v in tensors.items() if ".lora_" in k}
+    base_peft = {"peft_type": "LORA", "r": cfg["lora"]["r"], "lora_alpha": cfg["lora"]["alpha"]}
+    cases = {
+        "r_string": ({**base_peft, "r": "8"}, "r must be an integer"),
+        "peft_type_number": ({**base_peft, "peft_type": 5}, "peft_type must be a string"),
+        "dora_string": ({**base_peft, "use_dora": "yes"}, "use_dora must be true or false"),
+        "alpha_list": ({**base_peft, "lora_alpha": [1]}, "lora_alpha must be a number"),
+        "r_float": ({**base_peft, "r": 8.5}, "r must be an integer"),
+    }
+    for name, (pc, needle) in cases.items():
+        p = tmp_path / f"peft_{name}"
+        p.mkdir()
+        save_file({k: v for k, v in tensors.items() if k not in lora}, str(p / "adapter.safetensors"))
+        save_file({f"base_model.model.model.layers.{k.split('.')[1]}.self_attn.{k.split('.')[2]}.{k.split('.')[3]}.weight": v
+                   for k, v in lora.items()}, str(p / "adapter_model.safetensors"))
+        (p / "tptt_config.json").write_text(json.dumps({**cfg, "lora": None}))
+        (p / "adapter_config.json").write_text(json.dumps(pc))
+        msg = run_err([binary("titan-run"), "info", "--model", MODEL, "--tptt", p])
+        assert "adapter_config.json" in msg and needle in msg, (name, msg)
+
+
 def test_bad_snapshots_fail_clearly(random_adapter, tmp_path):
     d, _ = random_adapter
     sess = tmp_path / "x.ttss"

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/tokenizer/chat_format.h"
+#include "core/tokenizer/prompt_builder.h"
 #include "core/tokenizer/incremental_detokenizer.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/weights/gguf_file.h"
@@ -134,6 +135,46 @@ int main(int argc, char** argv) {
                       {"ids", tok.Encode(rendered, true)}}
                      .dump()
               << "\n";
+  } else if (cmd == "prompt") {
+    // The server's prompt builder over chat messages (--messages-json) or text (--file).
+    titand::PromptInput in;
+    if (opt.count("messages-json")) {
+      std::string s;
+      if (!ReadFile(opt["messages-json"], &s)) return Fail("cannot read " + opt["messages-json"]);
+      for (const Json& m : Json::parse(s)) in.messages.push_back({m.value("role", ""), m.value("content", "")});
+    } else {
+      in.text = text;
+    }
+    auto p = titand::BuildPrompt(&tok, tok.vocab_size(), in, {!opt.count("not-first-turn"), opt.count("parse-special") > 0});
+    if (!p.ok()) return Fail(p.status().ToString());
+    std::cout << Json{{"ids", *p}}.dump() << "\n";
+  } else if (cmd == "session-chat") {
+    // What a session holds after each turn {messages, reply} (ChatTurnTokens, as the engine commits),
+    // then the next turn's prompt. --turns-json: a list of {"turns": [...], "next": [messages]}.
+    std::string s;
+    if (!opt.count("turns-json") || !ReadFile(opt["turns-json"], &s)) return Fail("--turns-json F required");
+    const auto msgs = [](const Json& a) {
+      std::vector<titand::ChatMessage> out;
+      for (const Json& m : a) out.push_back({m.value("role", ""), m.value("content", "")});
+      return out;
+    };
+    Json all = Json::array();
+    for (const Json& j : Json::parse(s)) {
+      std::vector<int32_t> history;
+      Json per_turn = Json::array();
+      for (const Json& t : j["turns"]) {
+        auto c = titand::ChatTurnTokens(tok, msgs(t["messages"]), t.value("reply", ""), {history.empty(), false});
+        if (!c.ok()) return Fail(c.status().ToString());
+        history.insert(history.end(), c->begin(), c->end());
+        per_turn.push_back(history.size());
+      }
+      titand::PromptInput in;
+      in.messages = msgs(j["next"]);
+      auto p = titand::BuildPrompt(&tok, tok.vocab_size(), in, {history.empty(), false});
+      if (!p.ok()) return Fail(p.status().ToString());
+      all.push_back(Json{{"history", history}, {"prompt", *p}, {"per_turn", per_turn}});
+    }
+    std::cout << all.dump() << "\n";
   } else if (cmd == "info") {
     std::cout << Json{{"vocab_size", tok.vocab_size()}, {"bos_id", tok.bos_id()}, {"eos_id", tok.eos_id()},
                       {"add_bos", tok.add_bos()}, {"stop_ids", tok.stop_ids()}, {"pre", tok.pre()}}

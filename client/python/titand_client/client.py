@@ -24,9 +24,10 @@ class Completion:
 def _request(text=None, tokens=None, chat=None, session_id="", max_tokens=None, temperature=None,
              top_k=None, top_p=None, min_p=None, repetition_penalty=None, seed=None,
              stop: Sequence[str] = (), stop_token_ids: Sequence[int] = (), ignore_eos=False,
+             include_stop_str_in_output=False, parse_special_tokens=False,
              logprobs=False, request_id="", priority=0) -> pb.GenerateRequest:
     req = pb.GenerateRequest(session_id=session_id, request_id=request_id, logprobs=logprobs,
-                             priority=priority)
+                             priority=priority, parse_special_tokens=parse_special_tokens)
     if sum(x is not None for x in (text, tokens, chat)) > 1:
         raise ValueError("give one of text, tokens, chat")
     if text is not None:
@@ -46,6 +47,7 @@ def _request(text=None, tokens=None, chat=None, session_id="", max_tokens=None, 
     req.stopping.stop.extend(stop)
     req.stopping.stop_token_ids.extend(stop_token_ids)
     req.stopping.ignore_eos = ignore_eos
+    req.stopping.include_stop_str_in_output = include_stop_str_in_output
     return req
 
 
@@ -71,7 +73,8 @@ class Client:
         """Streams GenerateResponse messages. The returned iterator also has .cancel().
 
         kwargs: text | tokens | chat, session_id, max_tokens, temperature, top_k, top_p, min_p,
-        repetition_penalty, seed, stop, stop_token_ids, ignore_eos, logprobs, request_id, priority.
+        repetition_penalty, seed, stop, stop_token_ids, ignore_eos, include_stop_str_in_output,
+        parse_special_tokens, logprobs, request_id, priority.
         Errors raise grpc.RpcError (code() / details()).
         """
         return self.stub.Generate(_request(**kwargs), timeout=timeout)

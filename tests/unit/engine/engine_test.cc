@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -15,6 +16,7 @@
 #include "core/runtime/runtime.h"
 #include "core/tokenizer/byte_map.h"
 #include "core/tokenizer/chat_format.h"
+#include "core/tokenizer/prompt_builder.h"
 #include "tests/unit/testing/tiny_model.h"
 
 namespace titand {
@@ -92,11 +94,26 @@ class EngineTest : public ::testing::Test {
   }
   // The reference turn: Generate on the conversation's own cursor.
   GenerateResult RefTurn(SessionCursor& cur, const std::vector<int32_t>& prompt, int max_tokens) {
-    GenerateOptions o;
-    o.max_tokens = max_tokens;
+    DecodeParams o;
+    o.stop.max_tokens = max_tokens;
     auto r = Generate(*ref_->model, *ref_->tokenizer, cur, prompt, o, nullptr);
     EXPECT_TRUE(r.ok()) << r.status();
     return *r;
+  }
+  // A chat turn as a session must commit it: Generate, then the history made the template's rendering
+  // of the turn with the streamed reply (prompt_builder.h). Returns the result and the committed count.
+  GenerateResult RefChatTurn(SessionCursor& cur, const std::string& user, bool first, int max_tokens,
+                             int64_t* committed) {
+    const SessionCursor pre = cur.Fork();
+    const std::vector<int32_t> prompt = ChatIds(user, first);
+    GenerateResult r = RefTurn(cur, prompt, max_tokens);
+    std::vector<int32_t> have = prompt;
+    have.insert(have.end(), r.tokens.begin(), r.tokens.end());
+    auto target = ChatTurnTokens(*ref_->tokenizer, {{"user", user}}, r.text, PromptOptions{first, false});
+    EXPECT_TRUE(target.ok()) << target.status();
+    EXPECT_TRUE(CommitTokens(*ref_->model, cur, pre, have, *target).ok());
+    *committed = static_cast<int64_t>(target->size());
+    return r;
   }
   std::vector<int32_t> ChatIds(const std::string& user, bool first) {
     auto f = DetectChatFormat(kTemplate);
@@ -127,8 +144,8 @@ TEST_F(EngineTest, GreedyConcurrentSessionsMatchGenerateOverTheWholeHistory) {
     for (int s = 0; s < kSessions; ++s) {
       GenerateRequest req;
       req.session_id = ids[s];
-      req.max_tokens = 6 + 3 * s;
-      req.return_logprobs = true;
+      req.decode.stop.max_tokens = 6 + 3 * s;
+      req.decode.logprobs = true;
       const std::string user = absl::StrCat("turn ", t, " of session ", s, std::string(s * 9, 'x'));
       if (s == 0) {  // chat form: only this turn's messages are rendered
         req.messages = {{"user", user}};
@@ -146,8 +163,12 @@ TEST_F(EngineTest, GreedyConcurrentSessionsMatchGenerateOverTheWholeHistory) {
     }
     for (int s = 0; s < kSessions; ++s) {
       streams[s]->Wait();
-      GenerateResult want = RefTurn(ref[s], prompts[s], 6 + 3 * s);
+      int64_t committed = 0;
+      GenerateResult want = s == 0 ? RefChatTurn(ref[s], absl::StrCat("turn ", t, " of session ", s), t == 0, 6, &committed)
+                                   : RefTurn(ref[s], prompts[s], 6 + 3 * s);
+      if (s != 0) committed = static_cast<int64_t>(prompts[s].size() + want.tokens.size());
       const Stream& got = *streams[s];
+      EXPECT_EQ(got.final.usage.committed_tokens, committed) << "session " << s << " turn " << t;
       EXPECT_EQ(got.tokens, want.tokens) << "session " << s << " turn " << t;
       EXPECT_EQ(got.text, want.text) << "session " << s << " turn " << t;
       EXPECT_TRUE(got.final.error.ok()) << got.final.error;
@@ -165,51 +186,127 @@ TEST_F(EngineTest, GreedyConcurrentSessionsMatchGenerateOverTheWholeHistory) {
   Stream st;
   GenerateRequest req;
   req.text = "stateless prompt";
-  req.max_tokens = 10;
+  req.decode.stop.max_tokens = 10;
   ASSERT_TRUE(e->Enqueue(req, st.Callback()).ok());
   st.Wait();
   SessionCursor fresh{ref_->model->NewState(), {}};
   EXPECT_EQ(st.tokens, RefTurn(fresh, ref_->tokenizer->Encode("stateless prompt"), 10).tokens);
 }
 
-TEST_F(EngineTest, CancelMidStreamKeepsTheSessionUsable) {
+// Issue 10, fault 5: a cancelled turn leaves nothing in the session (not its prompt, not the tokens the
+// client may not have received); the next turn continues from the pre-turn history.
+TEST_F(EngineTest, CancelledTurnIsRolledBack) {
   auto e = Start(EngineConfig{});
   ASSERT_TRUE(e->CreateSession("s").ok());
+  // Turn 1 completes and commits.
+  Stream st0;
+  GenerateRequest req;
+  req.session_id = "s";
+  req.text = "first";
+  req.decode.stop.max_tokens = 4;
+  ASSERT_TRUE(e->Enqueue(req, st0.Callback()).ok());
+  st0.Wait();
+  SessionCursor ref{ref_->model->NewState(), {}};
+  EXPECT_EQ(st0.tokens, RefTurn(ref, ref_->tokenizer->Encode("first"), 4).tokens);
+  EXPECT_EQ(st0.final.usage.committed_tokens, ref.history_tokens());
+  const int64_t before = ref.history_tokens();
+  // Turn 2 is aborted mid-stream.
   Stream st;
   st.hook = [&](const StreamChunk& c) {
     if (!c.final && st.tokens.size() == 3) {
       EXPECT_TRUE(e->Abort("label-1").ok());
     }
   };
-  GenerateRequest req;
   req.request_id = "label-1";
-  req.session_id = "s";
   req.text = "cancel me";
-  req.max_tokens = 2000;
-  req.ignore_eos = true;
+  req.decode.stop.max_tokens = 2000;
+  req.decode.stop.ignore_eos = true;
   ASSERT_TRUE(e->Enqueue(req, st.Callback()).ok());
   st.Wait();
   EXPECT_EQ(st.final.finish, EngineFinish::kCancelled);
   EXPECT_LT(st.tokens.size(), 10u);
+  EXPECT_GE(st.tokens.size(), 3u);
+  EXPECT_EQ(st.final.usage.committed_tokens, 0);
+  EXPECT_EQ(st.final.usage.session_tokens, before);
   EXPECT_EQ(e->Abort("label-1").code(), absl::StatusCode::kNotFound);
-  // The session continues exactly: reference = Generate of the same tokens through one cursor.
-  const auto prompt1 = ref_->tokenizer->Encode("cancel me");
-  SessionCursor ref{ref_->model->NewState(), {}};
-  GenerateOptions o;
-  o.max_tokens = static_cast<int>(st.tokens.size());
-  o.stop_at_eos = false;
-  auto r1 = Generate(*ref_->model, *ref_->tokenizer, ref, prompt1, o, nullptr);
-  ASSERT_TRUE(r1.ok());
-  EXPECT_EQ(r1->tokens, st.tokens);
-  EXPECT_EQ(e->GetSession("s")->history_tokens, ref.history_tokens());
+  EXPECT_EQ(e->GetSession("s")->history_tokens, before);
+  // The session continues exactly as if turn 2 never happened.
   Stream st2;
   req.request_id.clear();
   req.text = " next";
-  req.max_tokens = 7;
-  req.ignore_eos = false;
+  req.decode.stop.max_tokens = 7;
+  req.decode.stop.ignore_eos = false;
   ASSERT_TRUE(e->Enqueue(req, st2.Callback()).ok());
   st2.Wait();
   EXPECT_EQ(st2.tokens, RefTurn(ref, ref_->tokenizer->Encode(" next"), 7).tokens);
+  EXPECT_EQ(st2.final.usage.session_tokens, ref.history_tokens());
+}
+
+// Issue 10, fault 5: a long prompt cut by its deadline in the middle of its chunked prefill keeps none of
+// its tokens (the reported input: 1,500 prompt tokens, 256 of them kept); a retry does not duplicate.
+TEST_F(EngineTest, DeadlineMidPrefillKeepsNoPromptTokens) {
+  EngineConfig c;
+  c.max_running = 1;
+  c.max_step_tokens = 32;  // ~47 steps of prefill: the deadline passes in the middle
+  c.prefill_chunk = 32;
+  auto e = Start(c);
+  ASSERT_TRUE(e->CreateSession("p").ok());
+  std::string prompt;
+  for (int i = 0; prompt.size() < 1500; ++i) prompt += static_cast<char>('a' + i % 26);
+  GenerateRequest req;
+  req.session_id = "p";
+  req.text = prompt;
+  req.decode.stop.max_tokens = 3;
+  int deadlines = 0;
+  for (int ms : {2, 10, 40}) {
+    Stream st;
+    req.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    ASSERT_TRUE(e->Enqueue(req, st.Callback()).ok());
+    st.Wait();
+    if (st.final.finish != EngineFinish::kDeadline) continue;  // a fast machine finished: nothing to check
+    ++deadlines;
+    EXPECT_EQ(st.final.usage.committed_tokens, 0);
+    EXPECT_EQ(e->GetSession("p")->history_tokens, 0) << ms << " ms";
+  }
+  EXPECT_GT(deadlines, 0);
+  Stream ok;
+  req.deadline.reset();
+  ASSERT_TRUE(e->Enqueue(req, ok.Callback()).ok());
+  ok.Wait();
+  EXPECT_EQ(ok.final.finish, EngineFinish::kMaxTokens);
+  EXPECT_EQ(ok.final.usage.committed_tokens, 1500 + 3);
+  EXPECT_EQ(e->GetSession("p")->history_tokens, 1500 + 3);
+}
+
+// stop_token_ids finish as STOP_SEQUENCE (not EOS); the stop id is output and committed; its text is
+// output only with include_stop_str_in_output. End-of-turn ids finish as EOS.
+TEST_F(EngineTest, StopTokenIdsFinishAsStopSequence) {
+  auto e = Start(EngineConfig{});
+  GenerateRequest req;
+  req.text = "stop ids";
+  req.decode.stop.max_tokens = 12;
+  req.decode.stop.ignore_eos = true;
+  Stream free_run;
+  ASSERT_TRUE(e->Enqueue(req, free_run.Callback()).ok());
+  free_run.Wait();
+  ASSERT_GE(free_run.tokens.size(), 3u);
+  const int32_t target = free_run.tokens[2];
+  const size_t first = std::find(free_run.tokens.begin(), free_run.tokens.end(), target) - free_run.tokens.begin();
+  for (bool include : {false, true}) {
+    Stream st;
+    req.decode.stop.stop_token_ids = {target};
+    req.decode.stop.include_stop_str_in_output = include;
+    ASSERT_TRUE(e->Enqueue(req, st.Callback()).ok());
+    st.Wait();
+    EXPECT_EQ(st.final.finish, EngineFinish::kStopSequence);
+    EXPECT_EQ(st.tokens, std::vector<int32_t>(free_run.tokens.begin(), free_run.tokens.begin() + first + 1));
+    const std::string before = ref_->tokenizer->Decode(std::vector<int32_t>(st.tokens.begin(), st.tokens.end() - 1));
+    const std::string with = ref_->tokenizer->Decode(st.tokens);
+    const bool ascii = std::all_of(with.begin(), with.end(), [](char ch) { return static_cast<uint8_t>(ch) < 0x80; });
+    if (target < 256 && ascii) {  // plain ASCII bytes: the text is the bytes themselves
+      EXPECT_EQ(st.text, include ? with : before);
+    }
+  }
 }
 
 TEST_F(EngineTest, DeadlineQueueFullBusyAndUnknownSession) {
@@ -237,8 +334,8 @@ TEST_F(EngineTest, DeadlineQueueFullBusyAndUnknownSession) {
   GenerateRequest big;
   big.session_id = "busy";
   big.text = "long";
-  big.max_tokens = 100000;
-  big.ignore_eos = true;
+  big.decode.stop.max_tokens = 100000;
+  big.decode.stop.ignore_eos = true;
   big.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
   auto big_id = e->Enqueue(big, longrun.Callback());
   ASSERT_TRUE(big_id.ok());
@@ -264,8 +361,9 @@ TEST_F(EngineTest, DeadlineQueueFullBusyAndUnknownSession) {
   q1.Wait();
   q2.Wait();
   EXPECT_TRUE(q1.final.error.ok());
-  EXPECT_EQ(e->GetSession("busy")->history_tokens, static_cast<int64_t>(4 + longrun.tokens.size()));
-  e->Shutdown(false);
+  EXPECT_EQ(longrun.final.usage.committed_tokens, 0);  // all-or-nothing: the deadline rolled the turn back
+  EXPECT_EQ(e->GetSession("busy")->history_tokens, 0);
+  EXPECT_TRUE(e->Shutdown(false).ok());
   EXPECT_EQ(e->Enqueue(other, [](StreamChunk) {}).status().code(), absl::StatusCode::kUnavailable);
 }
 
@@ -282,13 +380,13 @@ TEST_F(EngineTest, DrainWritesSnapshotsAndANewEngineContinues) {
       GenerateRequest req;
       req.session_id = "d" + std::to_string(s);
       req.text = absl::StrCat("first turn ", s);
-      req.max_tokens = 5;
+      req.decode.stop.max_tokens = 5;
       ASSERT_TRUE(e->Enqueue(req, st.Callback()).ok());
       st.Wait();
       ref.push_back(SessionCursor{ref_->model->NewState(), {}});
       EXPECT_EQ(st.tokens, RefTurn(ref.back(), ref_->tokenizer->Encode(*req.text), 5).tokens);
     }
-    e->Shutdown(/*drain=*/true);
+    EXPECT_TRUE(e->Shutdown(/*drain=*/true).ok());
     EXPECT_EQ(e->Stats().sessions_disk, 2);
   }
   EXPECT_TRUE(std::filesystem::exists(dir_ / "d0.tsession"));
@@ -303,7 +401,7 @@ TEST_F(EngineTest, DrainWritesSnapshotsAndANewEngineContinues) {
     GenerateRequest req;
     req.session_id = "d" + std::to_string(s);
     req.text = " and the second";
-    req.max_tokens = 6;
+    req.decode.stop.max_tokens = 6;
     ASSERT_TRUE(e->Enqueue(req, st.Callback()).ok());
     st.Wait();
     EXPECT_EQ(st.tokens, RefTurn(ref[s], ref_->tokenizer->Encode(" and the second"), 6).tokens);

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 namespace titand {
 namespace {
 
@@ -184,6 +186,77 @@ TEST(SamplerTest, ValidateRejectsBadParams) {
     p.min_p = 0.05f;
     p.repetition_penalty = 1.1f;
   }));
+}
+
+// Issue 10, fault 3: temperature = 1e-38 (or any tiny one) returned the LAST vocabulary id forever
+// (l / T overflowed to inf, the softmax became NaN). Now it is greedy, and even an unvalidated tiny
+// temperature or repetition penalty cannot produce a NaN distribution.
+TEST(SamplerTest, TinyTemperatureIsGreedyNotTheLastId) {
+  const std::vector<float> l = {0.5f, 7.25f, -3.f, 7.f, 1.f, 0.f};
+  for (float t : {1e-38f, 1e-30f, 1e-6f, 9.9e-4f}) {
+    SamplingParams p;
+    p.temperature = t;
+    p.seed = 3;
+    ASSERT_TRUE(p.Validate().ok()) << t;
+    EXPECT_TRUE(p.greedy()) << t;
+    Sampler s(p);
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(s.Sample(l.data(), l.size(), {}), 1) << t;
+  }
+  // Just above the greedy threshold the sampler still works in float range: the argmax dominates.
+  SamplingParams p;
+  p.temperature = 1e-3f;
+  Sampler s(p);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(s.Sample(l.data(), l.size(), {}), 1);
+}
+
+TEST(SamplerTest, ExtremePenaltyNeverYieldsNaNOrTheLastId) {
+  const std::vector<float> l = {2.f, 5.f, -1.f, 3.f};
+  SamplingParams p;
+  p.temperature = 1.f;
+  p.repetition_penalty = 1e-38f;  // rejected by Validate; the sampler itself must still stay finite
+  EXPECT_FALSE(p.Validate().ok());
+  Sampler s(p);
+  // History {0, 1}: both logits are divided by 1e-38 -> +inf; the draw is between those two only.
+  for (int i = 0; i < 100; ++i) {
+    const int32_t id = s.Sample(l.data(), l.size(), {0, 1});
+    EXPECT_TRUE(id == 0 || id == 1) << id;
+  }
+}
+
+TEST(SamplerTest, ValidateNamesTheFieldAndChecksEveryFloat) {
+  const float nan = NAN, inf = INFINITY;
+  struct Case {
+    const char* field;
+    std::function<void(SamplingParams&, float)> set;
+    std::vector<float> bad;
+  };
+  const std::vector<Case> cases = {
+      {"sampling.temperature", [](SamplingParams& p, float v) { p.temperature = v; }, {nan, inf, -inf, -1e-9f, 100.5f}},
+      {"sampling.top_p", [](SamplingParams& p, float v) { p.top_p = v; }, {nan, inf, 0.f, -0.5f, 1.0001f}},
+      {"sampling.min_p", [](SamplingParams& p, float v) { p.min_p = v; }, {nan, -inf, -1e-9f, 1.01f}},
+      {"sampling.repetition_penalty", [](SamplingParams& p, float v) { p.repetition_penalty = v; },
+       {nan, inf, 0.f, 1e-38f, 0.0099f, 100.5f, -2.f}},
+  };
+  for (const Case& c : cases) {
+    for (float v : c.bad) {
+      SamplingParams p;
+      c.set(p, v);
+      absl::Status st = p.Validate();
+      EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.field << " " << v;
+      EXPECT_EQ(st.message().rfind(c.field, 0), 0u) << st;
+    }
+  }
+  StopConditions stop;
+  stop.stop_strings = {"ok", ""};
+  EXPECT_NE(stop.Validate().message().find("stopping.stop[1]"), absl::string_view::npos);
+  stop.stop_strings = {"ok \xff\xfe ok"};
+  EXPECT_EQ(stop.Validate().message(), "stopping.stop[0]: invalid UTF-8 at byte 3");
+  stop.stop_strings = {"é"};
+  stop.stop_token_ids = {5, 70};
+  EXPECT_TRUE(stop.Validate(0).ok());
+  EXPECT_NE(stop.Validate(64).message().find("stopping.stop_token_ids[1]"), absl::string_view::npos);
+  stop.max_tokens = -1;
+  EXPECT_NE(stop.Validate().message().find("stopping.max_tokens"), absl::string_view::npos);
 }
 
 TEST(SamplerTest, LogProbIsLogSoftmax) {

@@ -80,7 +80,7 @@ class FakeEngine : public Engine {
     return absl::FailedPreconditionError("busy");
   }
   absl::Status WarmUp() override { return absl::OkStatus(); }
-  void Shutdown(bool) override {}
+  absl::Status Shutdown(bool) override { return absl::OkStatus(); }
   EngineStats Stats() const override { return {}; }
   const Runtime& runtime() const override { std::abort(); }
 

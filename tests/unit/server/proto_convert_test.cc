@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace titand {
 namespace {
 
@@ -17,10 +19,12 @@ TEST(ProtoConvert, UnsetSamplingKeepsDefaultsAndZeroIsNotUnset) {
   GenerateRequest out;
   ASSERT_TRUE(FromProto(TextRequest("hi"), &out).ok());
   SamplingParams defaults;
-  EXPECT_EQ(out.sampling.temperature, defaults.temperature);
-  EXPECT_EQ(out.sampling.top_p, 1.f);
-  EXPECT_EQ(out.sampling.repetition_penalty, 1.f);
-  EXPECT_EQ(out.max_tokens, 128);
+  EXPECT_EQ(out.decode.sampling.temperature, defaults.temperature);
+  EXPECT_EQ(out.decode.sampling.top_p, 1.f);
+  EXPECT_EQ(out.decode.sampling.repetition_penalty, 1.f);
+  EXPECT_EQ(out.decode.stop.max_tokens, kDefaultMaxTokens);
+  EXPECT_FALSE(out.decode.stop.include_stop_str_in_output);
+  EXPECT_FALSE(out.parse_special);
 
   v1::GenerateRequest r = TextRequest("hi");
   r.mutable_sampling()->set_temperature(0.7f);
@@ -33,23 +37,27 @@ TEST(ProtoConvert, UnsetSamplingKeepsDefaultsAndZeroIsNotUnset) {
   r.mutable_stopping()->add_stop("\n\n");
   r.mutable_stopping()->add_stop_token_ids(2);
   r.mutable_stopping()->set_ignore_eos(true);
+  r.mutable_stopping()->set_include_stop_str_in_output(true);
+  r.set_parse_special_tokens(true);
   r.set_session_id("s1");
   r.set_request_id("req-9");
   r.set_logprobs(true);
   r.set_priority(3);
   ASSERT_TRUE(FromProto(r, &out).ok());
-  EXPECT_FLOAT_EQ(out.sampling.temperature, 0.7f);
-  EXPECT_EQ(out.sampling.top_k, 40);
-  EXPECT_FLOAT_EQ(out.sampling.top_p, 0.9f);
-  EXPECT_FLOAT_EQ(out.sampling.repetition_penalty, 1.3f);
-  EXPECT_EQ(out.sampling.seed, 1234567890123ull);
-  EXPECT_EQ(out.max_tokens, 7);
-  EXPECT_EQ(out.stop_strings, std::vector<std::string>{"\n\n"});
-  EXPECT_EQ(out.stop_token_ids, std::vector<int32_t>{2});
-  EXPECT_TRUE(out.ignore_eos);
+  EXPECT_FLOAT_EQ(out.decode.sampling.temperature, 0.7f);
+  EXPECT_EQ(out.decode.sampling.top_k, 40);
+  EXPECT_FLOAT_EQ(out.decode.sampling.top_p, 0.9f);
+  EXPECT_FLOAT_EQ(out.decode.sampling.repetition_penalty, 1.3f);
+  EXPECT_EQ(out.decode.sampling.seed, 1234567890123ull);
+  EXPECT_EQ(out.decode.stop.max_tokens, 7);
+  EXPECT_EQ(out.decode.stop.stop_strings, std::vector<std::string>{"\n\n"});
+  EXPECT_EQ(out.decode.stop.stop_token_ids, std::vector<int32_t>{2});
+  EXPECT_TRUE(out.decode.stop.ignore_eos);
+  EXPECT_TRUE(out.decode.stop.include_stop_str_in_output);
+  EXPECT_TRUE(out.parse_special);
   EXPECT_EQ(out.session_id, "s1");
   EXPECT_EQ(out.request_id, "req-9");
-  EXPECT_TRUE(out.return_logprobs);
+  EXPECT_TRUE(out.decode.logprobs);
   EXPECT_EQ(out.priority, 3);
   EXPECT_EQ(*out.text, "hi");
 }
@@ -87,11 +95,9 @@ TEST(ProtoConvert, InvalidArgumentsNameTheField) {
   v1::GenerateRequest t;
   t.mutable_tokens();
   ExpectInvalid(t, "input.tokens");
-  t.mutable_tokens()->add_ids(-3);
-  ExpectInvalid(t, "input.tokens");
   v1::GenerateRequest c;
-  c.mutable_chat()->add_messages()->set_role("robot");
-  ExpectInvalid(c, "input.chat");
+  c.mutable_chat();
+  ExpectInvalid(c, "input");
   v1::GenerateRequest mt = TextRequest("x");
   mt.mutable_stopping()->set_max_tokens(0);
   ExpectInvalid(mt, "stopping.max_tokens");
@@ -100,7 +106,39 @@ TEST(ProtoConvert, InvalidArgumentsNameTheField) {
   ExpectInvalid(tp, "sampling");
   v1::GenerateRequest te = TextRequest("x");
   te.mutable_sampling()->set_temperature(-1.f);
-  ExpectInvalid(te, "sampling");
+  ExpectInvalid(te, "sampling.temperature");
+  // Every float field: NaN, +-inf and out-of-range values are INVALID_ARGUMENT naming that field.
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (float bad : {nan, inf, -inf, 101.f}) {
+    v1::GenerateRequest x = TextRequest("x");
+    x.mutable_sampling()->set_temperature(bad);
+    ExpectInvalid(x, "sampling.temperature");
+  }
+  for (float bad : {nan, inf, 0.f, 1.0001f}) {
+    v1::GenerateRequest x = TextRequest("x");
+    x.mutable_sampling()->set_top_p(bad);
+    ExpectInvalid(x, "sampling.top_p");
+  }
+  for (float bad : {nan, -inf, -0.1f, 1.5f}) {
+    v1::GenerateRequest x = TextRequest("x");
+    x.mutable_sampling()->set_min_p(bad);
+    ExpectInvalid(x, "sampling.min_p");
+  }
+  for (float bad : {nan, inf, 0.f, 1e-38f, 0.0099f, 101.f, -1.f}) {  // 1e-38: issue 10's overflow input
+    v1::GenerateRequest x = TextRequest("x");
+    x.mutable_sampling()->set_repetition_penalty(bad);
+    ExpectInvalid(x, "sampling.repetition_penalty");
+  }
+  v1::GenerateRequest tk = TextRequest("x");
+  tk.mutable_sampling()->set_top_k(-1);
+  ExpectInvalid(tk, "sampling.top_k");
+  v1::GenerateRequest sid = TextRequest("x");
+  sid.mutable_stopping()->add_stop_token_ids(-2);
+  ExpectInvalid(sid, "stopping.stop_token_ids[0]");
+  v1::GenerateRequest bad_utf8 = TextRequest("x");
+  bad_utf8.mutable_stopping()->add_stop("ok");
+  bad_utf8.mutable_stopping()->add_stop(std::string("ok \xff\xfe ok"));
+  ExpectInvalid(bad_utf8, "stopping.stop[1]: invalid UTF-8 at byte 3");
   v1::GenerateRequest ss = TextRequest("x");
   ss.mutable_stopping()->add_stop("");
   ExpectInvalid(ss, "stopping.stop");
@@ -124,16 +162,18 @@ TEST(ProtoConvert, ChunksAndFinal) {
   StreamChunk f;
   f.final = true;
   f.finish = EngineFinish::kStopSequence;
-  f.usage = Usage{12, 5, 40};
+  f.usage = Usage{12, 5, 40, 17};
   f.timing = Timing{0.25, 0.5, 1.5};
   ToProto(f, "", &out);
   EXPECT_EQ(out.usage().session_tokens(), 0);  // stateless: nothing kept
+  EXPECT_EQ(out.usage().committed_tokens(), 0);
   ToProto(f, "s", &out);
   EXPECT_EQ(out.token_ids_size(), 0);  // Clear() dropped the previous message
   EXPECT_EQ(out.finish_reason(), v1::FINISH_REASON_STOP_SEQUENCE);
   EXPECT_EQ(out.usage().prompt_tokens(), 12);
   EXPECT_EQ(out.usage().completion_tokens(), 5);
   EXPECT_EQ(out.usage().session_tokens(), 40);
+  EXPECT_EQ(out.usage().committed_tokens(), 17);
   EXPECT_DOUBLE_EQ(out.timing().queue_seconds(), 0.25);
   EXPECT_DOUBLE_EQ(out.timing().time_to_first_token_seconds(), 0.5);
   EXPECT_DOUBLE_EQ(out.timing().total_seconds(), 1.5);
@@ -145,7 +185,9 @@ TEST(ProtoConvert, EnumsAndLabels) {
   EXPECT_EQ(ToProto(EngineFinish::kCancelled), v1::FINISH_REASON_CANCELLED);
   EXPECT_EQ(ToProto(EngineFinish::kDeadline), v1::FINISH_REASON_DEADLINE);
   EXPECT_EQ(ToProto(EngineFinish::kError), v1::FINISH_REASON_ERROR);
-  EXPECT_STREQ(FinishLabel(EngineFinish::kCancelled), "cancelled");
+  EXPECT_EQ(ToProto(EngineFinish::kStopSequence), v1::FINISH_REASON_STOP_SEQUENCE);
+  EXPECT_STREQ(FinishReasonName(EngineFinish::kCancelled), "cancelled");
+  EXPECT_STREQ(FinishReasonName(EngineFinish::kStopSequence), "stop_sequence");
   EXPECT_EQ(ToProto(SessionTier::kHost), v1::SESSION_TIER_HOST);
   SessionInfo info{"abc", 42, 1000, SessionTier::kDisk, true, 3.5, 1700000000};
   v1::Session s;
