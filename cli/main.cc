@@ -91,8 +91,7 @@ int main(int argc, char** argv) {
   rest.erase(rest.begin());
   const std::set<std::string> with_value = {
       "model", "prompt", "prompt-file", "text", "text-file", "ids", "system", "max-tokens", "temperature",
-      "top-k", "top-p", "min-p", "repetition-penalty", "seed", "stop", "dtype", "threads", "tptt", "session", "mu", "device",
-      "batch"};
+      "top-k", "top-p", "min-p", "repetition-penalty", "seed", "stop", "dtype", "threads", "tptt", "session", "mu", "device", "batch"};
   const std::set<std::string> flags = {"chat", "no-stream", "json", "parse-special", "include-stop", "ignore-eos"};
   auto args = Args::Parse(rest, with_value, flags);
   if (!args.ok()) {
