@@ -151,7 +151,7 @@ def untrained_adapter(trained: Path, gguf: Path, out: Path) -> Path:
     from titand_ref.adapter import base_fingerprint, read_adapter, save_adapter
     from titand_ref.tptt_model import TPTTConfig, TPTTModel, load_base
 
-    cfg = read_adapter(trained).cfg
+    cfg = read_adapter(trained).config
     base, _ = load_base(gguf)
     torch.manual_seed(0)
     m = TPTTModel(base, TPTTConfig(operator=cfg.operator, feature_map=cfg.feature_map, window=cfg.window,
@@ -233,14 +233,18 @@ def main(argv=None) -> int:
         for k in r:
             if k not in res["measures"]:
                 res["measures"].append(k)
-    res["minutes"] = (time.time() - t0) / 60
-    out = Path(args.out)
+        res["minutes"] = (time.time() - t0) / 60
+        md = write(res, Path(args.out))  # after every configuration: a cut-short run keeps what it measured
+    print(md)
+    return 0
+
+
+def write(res: dict, out: Path) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
     md = markdown(res)
     out.with_suffix(".md").write_text(md)
-    print(md)
-    return 0
+    return md
 
 
 if __name__ == "__main__":
