@@ -54,9 +54,9 @@ absl::Status CheckRequestIdField(const std::string& id, bool may_be_empty, const
 absl::Status CheckGenerateLimits(const GenerateRequest& req, const RequestLimits& limits) {
   if (auto st = CheckSessionIdField(req.session_id, "session_id", true, limits); !st.ok()) return st;
   if (auto st = CheckRequestIdField(req.request_id, true, limits); !st.ok()) return st;
-  if (static_cast<int64_t>(req.stop_strings.size()) > limits.max_stop_strings)
+  if (static_cast<int64_t>(req.decode.stop.stop_strings.size()) > limits.max_stop_strings)
     return absl::InvalidArgumentError(absl::StrCat("stopping.stop: more than ", limits.max_stop_strings, " strings"));
-  for (const std::string& s : req.stop_strings) {
+  for (const std::string& s : req.decode.stop.stop_strings) {
     if (static_cast<int64_t>(s.size()) > limits.max_stop_string_bytes)
       return absl::InvalidArgumentError(
           absl::StrCat("stopping.stop: a string is longer than ", limits.max_stop_string_bytes, " bytes"));
