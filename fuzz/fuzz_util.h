@@ -12,18 +12,20 @@
 
 namespace titand::fuzz {
 
+// Never destroyed (a leaked pointer): the atexit handler that removes the folder runs after static
+// destructors would have freed a static std::string.
 inline std::string ScratchDir() {
-  static const std::string dir = [] {
+  static const std::string* dir = [] {
     const std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string d = base + "/titand_fuzz_" + std::to_string(::getpid());
-    std::filesystem::create_directories(d);
+    auto* d = new std::string(base + "/titand_fuzz_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(*d);
     std::atexit([] {
       std::error_code ec;
       std::filesystem::remove_all(ScratchDir(), ec);
     });
     return d;
   }();
-  return dir;
+  return *dir;
 }
 
 inline std::string WriteScratch(const std::string& name, const uint8_t* data, size_t size) {

@@ -82,7 +82,11 @@ def test_kill9_at_random_points_keeps_every_acknowledged_turn(tc, tmp_path):
     sdir = tmp_path / "sessions"
     srv = Titand(tmp_path, session_dir=sdir).wait_serving()
     work = Workload(tc, srv.address, 4, seed)
-    time.sleep(rng.uniform(0.5, 3.0))
+    # A random point after the first acknowledged turn (a turn takes seconds on a loaded 2-core machine).
+    deadline = time.time() + 180
+    while sum(len(h) for h in work.acked.values()) == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 2.5))
     srv.proc.kill()  # SIGKILL at a random point of the workload: no drain
     srv.proc.wait()
     work.join()
