@@ -207,16 +207,18 @@ def test_redis_killed_and_restarted_mid_workload(cluster, clients):
     assert got.shared_state == "PENDING"
     assert list(got.token_ids) == reference(ca, history + p)
     history += p + list(got.token_ids)
-    assert wait_for(lambda: shared_health(a) == "NOT_SERVING")
-    assert a.health() == "SERVING"
-    m = a.metrics()
-    assert metric_value(m, "titand_shared_store_up") == 0
-    assert metric_value(m, "titand_shared_store_pending_writes") >= 1
-    # B has no copy and cannot reach the store: a clear UNAVAILABLE, no crash.
-    with pytest.raises(grpc.RpcError) as e:
-        turn(cb, sid, prompt(rng))
-    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
-    redis.start()  # empty (no persistence): A's retries write the pending state back
+    try:
+        assert wait_for(lambda: shared_health(a) == "NOT_SERVING")
+        assert a.health() == "SERVING"
+        # Gauges are refreshed by the stats poller (every 500 ms): wait for them rather than race it.
+        assert wait_for(lambda: metric_value(a.metrics(), "titand_shared_store_up") == 0), a.metrics()
+        assert wait_for(lambda: metric_value(a.metrics(), "titand_shared_store_pending_writes") >= 1), a.metrics()
+        # B has no copy and cannot reach the store: a clear UNAVAILABLE, no crash.
+        with pytest.raises(grpc.RpcError) as e:
+            turn(cb, sid, prompt(rng))
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        redis.start()  # empty (no persistence): A's retries write the pending state back
     assert wait_for(lambda: metric_value(a.metrics(), "titand_shared_store_pending_writes") == 0
                     and metric_value(a.metrics(), "titand_shared_store_up") == 1), a.metrics()
     assert wait_for(lambda: shared_health(a) == "SERVING")
