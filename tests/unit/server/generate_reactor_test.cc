@@ -169,6 +169,9 @@ TEST_F(ReactorTest, SlowClientIsCancelledAsTooSlow) {
   StartServer(2);
   grpc::ClientContext ctx;
   auto reader = stub_->Generate(&ctx, Request());
+  // A client that does not read for a while: the engine's 20,000 chunks outrun the transport's flow-control
+  // window and the 2-chunk buffer whatever the scheduling (reading at once raced the engine under load).
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   v1::GenerateResponse msg;
   int got = 0;
   while (reader->Read(&msg)) got += msg.token_ids_size();
