@@ -41,7 +41,7 @@ step() {  # step NAME TIMEOUT_S CMD... : runs, records {name, rc, seconds}
     timeout "$limit" "$@"
   fi
   local rc=$?
-  local dt; dt=$(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo 0)
+  local dt; dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
   echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $dt}" >> "$RESULTS"
   echo "== $name: rc=$rc (${dt}s)"
   return $rc
