@@ -128,3 +128,13 @@ def metric_value(text: str, name: str, **labels) -> float:
         if all(f'{k}="{v}"' in lab for k, v in labels.items()):
             total += float(value)
     return total
+
+
+def wait_for(fn, timeout=10.0, every=0.1):
+    """fn() once it is truthy, or its last value after `timeout` seconds (polled every `every`)."""
+    end = time.time() + timeout
+    while True:
+        v = fn()
+        if v or time.time() > end:
+            return v
+        time.sleep(every)

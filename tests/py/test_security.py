@@ -15,7 +15,7 @@ import time
 import grpc
 import pytest
 
-from conftest_server import BIN, Titand, free_port, import_client, need
+from conftest_server import BIN, Titand, free_port, import_client, need, wait_for
 
 TOKENS = {t: secrets.token_hex(16) for t in ("alice", "bob", "pager", "dave")}
 
@@ -25,14 +25,6 @@ def write_tokens(path, tenants):
     tmp.write_text("# tenant token\n" + "".join(f"{t} {TOKENS[t]}\n" for t in tenants))
     os.replace(tmp, path)  # atomic, like a Kubernetes Secret update
 
-
-def wait_for(fn, timeout=10.0, every=0.1):
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() > end:
-            return v
-        time.sleep(every)
 
 
 def code_of(fn, *args, **kwargs):

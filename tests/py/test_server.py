@@ -12,7 +12,7 @@ import urllib.request
 import grpc
 import pytest
 
-from conftest_server import BIN, Titand, free_port, import_client, metric_value, need
+from conftest_server import BIN, Titand, free_port, import_client, metric_value, need, wait_for
 
 MAX_NEW = 6  # tokens per turn (greedy, ignore_eos): every turn generates exactly this many
 
@@ -39,14 +39,6 @@ def client(tc, server):
 def prompt(rng, n=5):
     return [rng.randrange(1000, 20000) for _ in range(n)]
 
-
-def wait_for(fn, timeout=10.0, every=0.1):
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() > end:
-            return v
-        time.sleep(every)
 
 
 def test_health_not_serving_until_warm(server, client):

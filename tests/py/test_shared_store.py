@@ -1,6 +1,7 @@
 """Live tests of the shared session tier (issue 13): a real redis-server on a free loopback port (temp
 dir, no persistence) and two real titand replicas (A, B) with --shared-store. Every turn's greedy ids are
 checked against a stateless generation over the whole history (earlier prompts + replies + this prompt)."""
+import functools
 import os
 import random
 import signal
@@ -11,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from conftest_server import Titand, free_port, import_client, metric_value
+from conftest_server import Titand, free_port, import_client, metric_value, wait_for
 
 MAX_NEW = 4      # tokens per turn (greedy, ignore_eos)
 LEASE_MS = 1500  # short leases so that expiry is testable
@@ -86,14 +87,7 @@ def reference(client, history):
     return list(client.complete(tokens=history, max_tokens=MAX_NEW, ignore_eos=True, timeout=120).token_ids)
 
 
-def wait_for(fn, timeout=20.0, every=0.1):
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() > end:
-            return v
-        time.sleep(every)
-
+wait_for = functools.partial(wait_for, timeout=20.0)  # Redis restarts take longer
 
 def shared_health(server):
     import grpc as g
