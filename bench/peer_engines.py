@@ -39,10 +39,16 @@ class Stream:
     def __init__(self, t0):
         self.t0, self.events, self.ids, self.server = t0, [], [], {}
 
-    def add(self, ids):
-        if ids:
-            self.events.append((time.perf_counter(), len(ids)))
-            self.ids.extend(int(i) for i in ids)
+    def add(self, ids, count=None):
+        """ids arrived now; count: how many tokens they stand for (default len(ids))."""
+        count = len(ids) if count is None else count
+        if count:
+            self.events.append((time.perf_counter(), count))
+        self.ids.extend(int(i) for i in ids)
+
+    @property
+    def n_tokens(self):
+        return sum(k for _, k in self.events)
 
     @property
     def ttft(self):
@@ -256,18 +262,22 @@ class Llama:
         r = c.getresponse()
         if r.status != 200:
             raise BenchError(f"{self.name}: HTTP {r.status}: {r.read()[:500]!r}")
-        final = {}
+        final, seen = {}, 0
         for line in r:  # server-sent events: "data: {json}"
             if not line.startswith(b"data: "):
                 continue
             msg = json.loads(line[6:])
-            s.add(msg.get("tokens") or [])
+            # A token whose text ends inside a UTF-8 character is not streamed on its own (nor its id):
+            # tokens_predicted counts every token generated so far.
+            done = msg.get("tokens_predicted", seen)
+            s.add(msg.get("tokens") or [], max(0, done - seen))
+            seen = max(seen, done)
             if msg.get("stop"):
                 final = msg
                 break
         c.close()
-        if len(s.ids) != n:
-            raise BenchError(f"{self.name}: expected {n} tokens, got {len(s.ids)}")
+        if s.n_tokens != n:
+            raise BenchError(f"{self.name}: expected {n} tokens, got {s.n_tokens} (final message: {final})")
         t = final.get("timings", {})
         s.server = {k: t.get(k) for k in ("cache_n", "prompt_n", "prompt_ms", "predicted_n", "predicted_ms")}
         if t.get("prompt_ms"):
@@ -291,19 +301,21 @@ class Llama:
 
 
 class _LlamaConversation:
+    """The conversation is the history and the turns' prompts: a streamed reply may lack the ids of tokens
+    that end inside a UTF-8 character, so replies are left out (each turn still evaluates only its own
+    tokens on a cache hit: the slot's cache holds the previous prompt and its reply, which is dropped)."""
+
     def __init__(self, eng, cache):
         self.eng, self.cache, self.tokens = eng, cache, []
 
     def feed(self, ids):
         self.tokens += ids
-        if self.cache:  # fill slot 0 with the history (its one generated token joins the history)
-            self.tokens += self.eng._stream(self.tokens, 1, True, 0).ids
+        if self.cache:  # fill slot 0 with the history
+            self.eng._stream(self.tokens, 1, True, 0)
 
     def turn(self, ids, n):
         self.tokens += ids
-        s = self.eng._stream(self.tokens, n, self.cache, 0)
-        self.tokens += s.ids
-        return s
+        return self.eng._stream(self.tokens, n, self.cache, 0)
 
     def close(self):
         pass
