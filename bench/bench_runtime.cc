@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "core/model/sink_attention.h"
 #include "core/runtime/device.h"
 #include "core/runtime/runtime.h"
 #include "nlohmann/json.hpp"
@@ -38,7 +39,8 @@ SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
   auto opt = at::TensorOptions().dtype(m.options().dtype).device(m.options().device);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     auto w = m.LayerWindow(i);
-    const int64_t kept = w ? std::min(*w - 1, ctx) : ctx;
+    const int64_t kept = !w ? ctx : m.LayerSinks(i) > 0 ? SinkWindowCacheLen({*w, m.LayerSinks(i)}, ctx)
+                                                        : std::min(*w - 1, ctx);
     LayerState& l = s.layers[i];
     const int64_t cap = w ? kept : kept + 256;
     l.k = at::randn({c.num_kv_heads, cap, c.head_dim}, opt);
