@@ -197,8 +197,15 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
     q = RmsNorm(q, L.q_norm, c.rms_eps);
     k = RmsNorm(k, L.k_norm, c.rms_eps);
   }
-  at::Tensor q_rot = ApplyRope(q, cos, sin);
-  at::Tensor k_rot = ApplyRope(k, cos, sin);
+  at::Tensor q_rot, k_rot;
+  if (c.qk_norm) {
+    q_rot = ApplyRope(q, cos, sin);
+    k_rot = ApplyRope(k, cos, sin);
+  } else {  // q and k are adjacent in qkv: one rotation for both
+    at::Tensor qk_rot = ApplyRope(qkv.narrow(1, 0, (H + Hkv) * D).view({N, H + Hkv, D}), cos, sin);
+    q_rot = qk_rot.narrow(1, 0, H);
+    k_rot = qk_rot.narrow(1, H, Hkv);
+  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   const HybridLayer* hybrid = hybrid_[li].get();
   std::vector<at::Tensor> outs;

@@ -53,6 +53,9 @@ class HybridLayer {
   at::Tensor Gate(const at::Tensor& x, const at::Tensor& w, const at::Tensor& c, double constant) const;
 
   HybridParams p_;
+  // Both learned gates as one projection ([2H, hidden], [2H]: beta rows then alpha rows) when the operator
+  // reads both and both are learned (the decode step computes them with one matmul); else undefined.
+  at::Tensor w_ba_, c_ba_;
 };
 
 }  // namespace titand

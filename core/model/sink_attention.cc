@@ -105,7 +105,10 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
     lmax = std::max(lmax, lens[b]);
   }
   at::Tensor K, V;  // [B, Hkv, Lmax, D]
-  if (!ragged) {
+  if (B == 1) {
+    K = ks[0].unsqueeze(0);
+    V = vs[0].unsqueeze(0);
+  } else if (!ragged) {
     K = at::stack(ks);
     V = at::stack(vs);
   } else {
