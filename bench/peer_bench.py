@@ -237,6 +237,9 @@ def main(argv=None):
     summary = {"date": date.isoformat(timespec="seconds"), "command": " ".join(sys.argv),
                "machine": peer_report.machine(), "settings": vars(s), "skipped": skipped,
                "failed": failed, "results": results}
+    if Path(a.titand).exists():
+        mtime = datetime.datetime.fromtimestamp(Path(a.titand).stat().st_mtime, datetime.timezone.utc)
+        summary["titand_binary"] = {"path": a.titand, "built": mtime.isoformat(timespec="minutes")}
     (out / "peer_summary.json").write_text(json.dumps(summary, indent=1))
     md = peer_report.markdown(summary)
     (out / "peer_table.md").write_text(md)

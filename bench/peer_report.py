@@ -62,6 +62,9 @@ def markdown(summary):
     out = [f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem_gib']} GiB; titand {m['titand_commit']}; "
            f"{summary['date']}; load (1/5/15 min) at the end {', '.join(f'{x:.1f}' for x in m['load_end'])}.",
            f"Command: `{summary['command']}`; {s['threads']} threads everywhere; greedy, EOS ignored.", ""]
+    if summary.get("titand_binary"):
+        b = summary["titand_binary"]
+        out[-1:-1] = [f"titand binary: `{b['path']}`, built {b['built']} (the commit above is the checkout's).", ""]
     for name, why in summary.get("skipped", {}).items():
         out += [f"**{name} skipped**: {why}.", ""]
     for name, why in summary.get("failed", {}).items():
