@@ -64,7 +64,7 @@ def markdown(summary):
            f"Command: `{summary['command']}`; {s['threads']} threads everywhere; greedy, EOS ignored.", ""]
     if summary.get("titand_binary"):
         b = summary["titand_binary"]
-        out[-1:-1] = [f"titand binary: `{b['path']}`, built {b['built']} (the commit above is the checkout's).", ""]
+        out[-1:-1] = [f"titand binary: `{b['path']}`, built {b['built']} (the commit above is the checkout's)."]
     for name, why in summary.get("skipped", {}).items():
         out += [f"**{name} skipped**: {why}.", ""]
     for name, why in summary.get("failed", {}).items():
