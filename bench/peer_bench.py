@@ -161,8 +161,10 @@ def run_llama(a, s, out, log_dir):
     eng = pe.Llama("llama.cpp-np8", a.llama_server, s.streams, per_slot * s.streams, a.threads, log_dir,
                    a.timeout, extra)
     try:
-        res.update(run_suite(eng, s, ["aggregate"]) | {"aggregate_args": eng.server.argv,
-                                                        "aggregate_peak_rss_kib": eng.peak_rss_kib()})
+        agg = run_suite(eng, s, ["aggregate"])
+        res["aggregate"], res["seconds"]["aggregate"] = agg["aggregate"], agg["seconds"]["aggregate"]
+        res.update(aggregate_args=eng.server.argv, aggregate_peak_rss_kib=eng.peak_rss_kib(),
+                   load_after=agg["load_after"])
     finally:
         eng.close()
     res["version"] = pe.llama_version(a.llama_server)
