@@ -7,7 +7,7 @@ llama-server and by Transformers (in-process), in one run, with the same token i
 Measures, for each engine (warm-up runs excluded, medians of --reps repetitions):
   single stream    prefill tokens/s (a fresh --prefill-token prompt / time to its first token) and decode
                    tokens/s (tokens after the first / time from the first to the last), --decode new tokens;
-  returning turns  time to first token of a --turn-token turn after 0.5K / 2K / 8K tokens of history:
+  returning turns  time to first token of a --turn-token turn after 512 / 2,048 / 8,000 tokens of history:
                    titand continues a session (only the turn is sent; TPTT state is fixed-size, the base
                    model keeps a KV cache); llama.cpp resends the whole conversation to slot 0 with
                    cache_prompt true (a prompt-cache hit) and with cache_prompt false (a full re-prefill);
@@ -35,7 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_engines as pe  # noqa: E402
 import peer_report  # noqa: E402
 
-FULL = dict(prefill=512, decode=64, histories="512,2048,8192", turn=16, turn_tokens=16, streams=8,
+# The longest history is 8,000 tokens, not 8,192: SmolLM2's training context is 8,192 and llama-server caps a
+# slot there, so the history, the turns and their replies must fit in 8,192.
+MODEL_CTX = 8192
+FULL = dict(prefill=512, decode=64, histories="512,2048,8000", turn=16, turn_tokens=16, streams=8,
             agg_prompt=128, agg_tokens=64, reps=3)
 QUICK = dict(prefill=256, decode=32, histories="512,2048", turn=16, turn_tokens=8, streams=8,
              agg_prompt=64, agg_tokens=24, reps=2)
@@ -151,6 +154,10 @@ def run_titand(a, s, out, log_dir):
 def run_llama(a, s, out, log_dir):
     ctx = max(max(s.history_list, default=0) + (s.turn + s.turn_tokens) * s.reps + 1, s.prefill + s.decode) + 256
     extra = pe.split_args(a.llama_args)
+    if ctx - 256 > MODEL_CTX:
+        raise pe.BenchError(f"llama.cpp: the longest conversation needs {ctx - 256} tokens but llama-server caps a "
+                            f"slot at the model's training context ({MODEL_CTX}): lower --histories")
+    ctx = min(ctx, MODEL_CTX)
     eng = pe.Llama("llama.cpp", a.llama_server, 1, ctx, a.threads, log_dir, a.timeout, extra)
     try:
         res = run_suite(eng, s, ["single", "returning"])

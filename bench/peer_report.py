@@ -120,7 +120,7 @@ def goals(res, hs):
     if not t or not llama:
         return ["Goals vs llama.cpp: not evaluated (llama.cpp or titand not run)."]
     h = hs[-1]
-    note = "" if h >= 8192 else f" (at {h:,} tokens: the run did not reach 8K)"
+    note = f" (at {h:,} tokens of history)" if h >= 8000 else f" (at {h:,} tokens: the run did not reach 8K)"
     out = [f"Goals ({t['engine']}):"]
     best = max((r for n, r in res.items() if n.startswith("titand")), key=lambda r: r["single"]["decode_tps"] or 0)
     d, ld = best["single"]["decode_tps"], llama["single"]["decode_tps"]
