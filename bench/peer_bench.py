@@ -200,9 +200,10 @@ def parse_args(argv=None):
     ap.add_argument("--engines", default="titand,llama,hf", help="comma-separated subset of titand,llama,hf")
     ap.add_argument("--no-llama", action="store_true", help="skip llama.cpp")
     ap.add_argument("--llama-server", default=os.environ.get("LLAMA_SERVER", ""), help="llama-server binary")
-    ap.add_argument("--llama-args", default="", help="extra llama-server arguments")
+    ap.add_argument("--llama-args", default="", help="extra llama-server arguments, as one string")
     ap.add_argument("--titand", default=str(pe.REPO / "build" / "bin" / "titand"))
-    ap.add_argument("--titand-args", default="", help="extra titand arguments, for every titand run")
+    ap.add_argument("--titand-args", default="", help="extra titand arguments for every titand run, as one string "
+                    "(--titand-args='--weights int8')")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=600, help="seconds for a server start or one request")
     ap.add_argument("--hf-timeout", type=float, default=1800, help="seconds for the whole Transformers run")
