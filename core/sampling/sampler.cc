@@ -10,21 +10,27 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int64_t kHeapSelectMax = 1024;  // above this k, nth_element beats the bounded heap
-constexpr size_t kTopPFirstPrefix = 64;   // top-p's first candidate prefix; grows 8x while undecided
+constexpr size_t kTopPFirstPrefix = 64;   // top-p's first candidate prefix; grows 8x while undecided,
+                                          // straight to the whole kept set past half of it
 
-// First index of the maximum (ties -> lowest id); NaN entries never win (all NaN -> 0).
+// First index of the maximum (ties -> lowest id); NaN entries never win (all NaN -> 0). Two passes: the
+// maximum over 8 independent lanes (compare + select, which the compiler vectorises without fast-math:
+// a NaN never compares greater, so it never enters a lane), then the first index holding it.
 int32_t ArgMax(const float* l, int64_t n) {
-  int32_t best = 0;
-  float best_v = kNegInf;
-  bool found = false;
-  for (int64_t i = 0; i < n; ++i) {
-    if (l[i] > best_v || (!found && l[i] == best_v)) {
-      best = static_cast<int32_t>(i);
-      best_v = l[i];
-      found = true;
-    }
+  constexpr int kLanes = 8;
+  float lane[kLanes];
+  for (float& m : lane) m = kNegInf;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lane[j] = l[i + j] > lane[j] ? l[i + j] : lane[j];
   }
-  return best;
+  float best = kNegInf;
+  for (; i < n; ++i) best = l[i] > best ? l[i] : best;
+  for (float m : lane) best = m > best ? m : best;
+  for (int64_t j = 0; j < n; ++j) {
+    if (l[j] == best) return static_cast<int32_t>(j);
+  }
+  return 0;  // every entry NaN
 }
 
 // The k-th largest of v[0, n) counting repeats (1 <= k <= n; no NaN in v). A min-heap of the k largest
@@ -65,19 +71,6 @@ void Sampler::ApplyPenalty(int64_t vocab, const std::vector<int32_t>& history) {
   }
 }
 
-// Keeps l >= the k-th largest value of the whole vocabulary (ties at the boundary kept, as torch.topk +
-// '<' does).
-void Sampler::TopK(int64_t vocab) {
-  const int64_t k = params_.top_k;
-  if (k <= 0 || k >= vocab) return;
-  const float kth = KthLargest(work_.data(), vocab, k, select_);
-  next_.clear();
-  for (int32_t id : kept_) {
-    if (work_[id] >= kth) next_.push_back(id);
-  }
-  kept_.swap(next_);
-}
-
 double Sampler::Probs() {
   float mx = kNegInf;
   for (int32_t id : kept_) mx = std::max(mx, work_[id]);
@@ -109,14 +102,18 @@ void Sampler::TopP() {
     values_[j] = work_[kept_[j]];
     mx = std::max(mx, values_[j]);
   }
+  prob_.resize(n);
   double sum = 0.0;  // the normaliser over every kept token, ascending ids (as Probs())
-  for (float v : values_) sum += std::exp(static_cast<double>(v) - mx);
-  for (size_t m = std::min(kTopPFirstPrefix, n);; m = std::min(n, m * 8)) {
+  for (size_t j = 0; j < n; ++j) {
+    prob_[j] = std::exp(static_cast<double>(values_[j]) - mx);
+    sum += prob_[j];
+  }
+  for (size_t m = std::min(kTopPFirstPrefix, n);; m = m * 8 * 2 > n ? n : m * 8) {
     const bool all = m >= n;
     const float t = all ? kNegInf : KthLargest(values_.data(), static_cast<int64_t>(n), static_cast<int64_t>(m), select_);
     ranked_.clear();
     for (size_t j = 0; j < n; ++j) {
-      if (all || values_[j] >= t) ranked_.emplace_back(std::exp(static_cast<double>(values_[j]) - mx) / sum, kept_[j]);
+      if (all || values_[j] >= t) ranked_.emplace_back(prob_[j] / sum, kept_[j]);
     }
     std::sort(ranked_.begin(), ranked_.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first > b.first : a.second < b.second;
@@ -173,8 +170,40 @@ int32_t Sampler::Draw() {
   return best;
 }
 
+int32_t Sampler::DrawDense(int64_t vocab) {
+  float mx = kNegInf;
+  for (float x : work_) mx = std::max(mx, x);
+  prob_.resize(vocab);
+  double sum = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    prob_[i] = work_[i] > kNegInf ? std::exp(static_cast<double>(work_[i]) - mx) : 0.0;
+    sum += prob_[i];
+  }
+  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+  double acc = 0.0;
+  int32_t last = -1;
+  for (int64_t i = 0; i < vocab; ++i) {
+    const double p = prob_[i] / sum;
+    if (p <= 0.0) continue;
+    acc += p;
+    last = static_cast<int32_t>(i);
+    if (u < acc) return last;
+  }
+  return last >= 0 ? last : ArgMax(work_.data(), vocab);
+}
+
+std::vector<int32_t> Sampler::last_kept() const {
+  if (!dense_) return kept_;
+  std::vector<int32_t> all;
+  for (size_t i = 0; i < work_.size(); ++i) {
+    if (work_[i] > kNegInf) all.push_back(static_cast<int32_t>(i));
+  }
+  return all;
+}
+
 int32_t Sampler::Sample(const float* logits, int64_t vocab, const std::vector<int32_t>& history) {
   kept_.clear();
+  dense_ = false;
   const bool penalty = params_.repetition_penalty != 1.f;
   if (params_.greedy() && !penalty) return ArgMax(logits, vocab);
   work_.assign(logits, logits + vocab);
@@ -188,13 +217,20 @@ int32_t Sampler::Sample(const float* logits, int64_t vocab, const std::vector<in
   if (!(mx > kNegInf)) return ArgMax(work_.data(), vocab);
   // (l - max) / T: every value is <= 0, so no temperature in range can overflow to +inf.
   const float temp = params_.temperature;
-  for (int64_t i = 0; i < vocab; ++i) {
-    float& x = work_[i];
-    if (x == kNegInf) continue;
-    x = mx == INFINITY ? (x == mx ? 0.f : kNegInf) : (x - mx) / temp;
-    if (x > kNegInf) kept_.push_back(static_cast<int32_t>(i));
+  for (float& x : work_) {
+    if (x != kNegInf) x = mx == INFINITY ? (x == mx ? 0.f : kNegInf) : (x - mx) / temp;
   }
-  TopK(vocab);
+  // Top-k: keep l >= the k-th largest value of the whole vocabulary (ties at the boundary kept, as
+  // torch.topk + '<' does); the kept set starts as every finite logit at or above it.
+  const int64_t k = params_.top_k;
+  if ((k <= 0 || k >= vocab) && params_.top_p >= 1.f && params_.min_p <= 0.f) {
+    dense_ = true;
+    return DrawDense(vocab);
+  }
+  const float kth = k > 0 && k < vocab ? KthLargest(work_.data(), vocab, k, select_) : kNegInf;
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (work_[i] > kNegInf && work_[i] >= kth) kept_.push_back(static_cast<int32_t>(i));
+  }
   TopP();
   MinP();
   return Draw();

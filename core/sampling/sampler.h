@@ -10,13 +10,14 @@
 // still kept at that stage.
 //
 // Cost per call (vocab V): greedy is one argmax over the raw logits (no copy unless a repetition penalty
-// applies). Top-k selects its threshold with a bounded heap (or nth_element for large k), not a sort.
-// Top-p computes the normaliser over the kept set once, then sorts only a candidate prefix: the m
-// highest logits (m = 64, growing 8x while the prefix is not decided), which is exact because every
-// token outside the prefix has a probability <= the prefix's smallest; the full sort happens only when
-// the nucleus reaches the whole kept set. All scratch space belongs to the Sampler and is reused: no
-// per-token allocation once it has grown to the vocabulary. The results (kept sets and, for one seed,
-// the sampled ids) are those of the straightforward full-sort formulation, which the tests check.
+// applies). Without top-k/top-p/min-p the draw runs over the processed logits directly. Top-k selects its
+// threshold with a bounded heap (or nth_element for large k), not a sort. Top-p computes every kept
+// token's exp once, then sorts only a candidate prefix: the m highest logits (m = 64, then 512, 4096,
+// then all), which is exact because every token outside the prefix has a probability <= the prefix's
+// smallest and the cut is accepted only strictly above it; the full sort happens only when the nucleus
+// is a large part of the kept set. All scratch space belongs to the Sampler and is reused: no per-token
+// allocation once it has grown to the vocabulary. The results (kept sets and, for one seed, the sampled
+// ids) are those of the straightforward full-sort formulation, which the tests check.
 // Torch-free: logits are a plain float array of length `vocab`.
 #pragma once
 
@@ -40,15 +41,16 @@ class Sampler {
 
   const SamplingParams& params() const { return params_; }
   // The ids (ascending) the last Sample drew from after every filter; empty after a greedy one (tests).
-  const std::vector<int32_t>& last_kept() const { return kept_; }
+  std::vector<int32_t> last_kept() const;
 
  private:
   // Each stage narrows kept_ (ids ascending, all with finite work_ values).
   void ApplyPenalty(int64_t vocab, const std::vector<int32_t>& history);
-  void TopK(int64_t vocab);
   void TopP();
   void MinP();
   int32_t Draw();
+  // No filter active: the draw over every finite entry of work_, without an id list.
+  int32_t DrawDense(int64_t vocab);
   // p of each kept id (positions of kept_) into prob_; returns the max p.
   double Probs();
 
@@ -56,6 +58,7 @@ class Sampler {
   std::mt19937_64 rng_;
   std::vector<float> work_;                 // processed logits [vocab]
   std::vector<int32_t> kept_, next_;        // the kept set, ids ascending
+  bool dense_ = false;                      // the last draw kept every finite entry (kept_ unused)
   std::vector<double> prob_;                // probabilities of kept_ (by position)
   std::vector<float> values_;               // top-p: work_ values of kept_ (by position)
   std::vector<float> select_;               // selection scratch (heap / nth_element)
