@@ -227,6 +227,29 @@ TEST(SamplerReferenceTest, GreedyIsArgmaxWithoutACopyAndClearsKept) {
   EXPECT_TRUE(s.last_kept().empty());
   std::vector<float> nan(4, NAN);
   EXPECT_EQ(s.Sample(nan.data(), nan.size(), {}), 0);
+  std::vector<float> first = {5.f, 1.f, 5.f};
+  EXPECT_EQ(s.Sample(first.data(), first.size(), {}), 0);
+  // Against a plain first-maximum loop: lengths that are not a multiple of the 8 lanes, the maximum in
+  // the tail, ties, NaNs and -inf.
+  std::mt19937_64 gen(8);
+  for (int64_t n : {1, 7, 8, 9, 1003, 49152}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> l(n);
+      for (float& x : l) {
+        const uint64_t r = gen() % 50;
+        x = r == 0 ? NAN : r == 1 ? -INFINITY : static_cast<float>(gen() % 16);
+      }
+      if (trial % 4 == 0) l[n - 1] = 100.f;
+      int32_t want = 0;
+      bool found = false;
+      for (int64_t i = 0; i < n; ++i) {
+        if (std::isnan(l[i])) continue;
+        if (!found || l[i] > l[want]) want = static_cast<int32_t>(i);
+        found = true;
+      }
+      ASSERT_EQ(s.Sample(l.data(), n, {}), want) << "n " << n << " trial " << trial;
+    }
+  }
 }
 
 }  // namespace
