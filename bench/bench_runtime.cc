@@ -1,6 +1,7 @@
 // bench_runtime: speed and state size of the bare runtime (no server).
 //   bench_runtime --model M [--tptt DIR] [--device auto|cpu|cuda[:N]] [--dtype auto|float32|bfloat16|float16]
-//                 [--threads N] [--prefill 512] [--decode 64] [--contexts 512,2048,8192,32768] [--decode-at 16]
+//                 [--weights dtype|auto|f32|bf16|int8|int4] [--threads N] [--prefill 512] [--decode 64]
+//                 [--contexts 512,2048,8192,32768] [--decode-at 16]
 //                 [--batches 1,8,32] [--batch-context 512]
 // Prints one JSON object: prefill tokens/s (real tokens), decode tokens/s at batch 1 after the prefill,
 // and decode ms/token at each context length. For the context sweep the state is filled with random
@@ -9,6 +10,7 @@
 // each with a synthetic state of --batch-context tokens.
 #include <ATen/Parallel.h>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 
 #include "absl/strings/numbers.h"
@@ -21,6 +23,16 @@ using namespace titand;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// Resident set size of this process in MiB (/proc/self/status VmRSS; -1 where unavailable).
+double RssMiB() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return -1;
+}
 
 std::string Arg(int argc, char** argv, const std::string& name, const std::string& def) {
   for (int i = 1; i + 1 < argc; ++i) {
@@ -81,6 +93,11 @@ int main(int argc, char** argv) {
   lo.tptt_dir = Arg(argc, argv, "tptt", "");
   lo.dtype = Arg(argc, argv, "dtype", "auto");
   lo.device = Arg(argc, argv, "device", "auto");
+  lo.weights = Arg(argc, argv, "weights", "dtype");
+  if (absl::Status w = ParseWeightFormat(lo.weights).status(); !w.ok()) {
+    std::cerr << "bench_runtime: --weights: " << w.message() << "\n";
+    return 2;
+  }
   lo.threads = std::stoi(Arg(argc, argv, "threads", "0"));
   const int prefill = std::stoi(Arg(argc, argv, "prefill", "512"));
   const int decode = std::stoi(Arg(argc, argv, "decode", "64"));
@@ -104,6 +121,8 @@ int main(int argc, char** argv) {
   CausalLM& m = *(*rt)->model;
   nlohmann::json out = {{"model", (*rt)->model_path}, {"tptt", lo.tptt_dir},
                         {"dtype", DtypeName(m.options().dtype)}, {"device", m.options().device.str()},
+                        {"weights", m.WeightFormatSummary()}, {"weight_bytes", m.WeightBytes()},
+                        {"rss_mib_after_load", RssMiB()},
                         {"threads", at::get_num_threads()}};
   // Prefill: `prefill` real tokens in one forward (after one warm-up run).
   std::vector<int32_t> toks;

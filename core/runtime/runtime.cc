@@ -91,6 +91,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
   ModelOptions mo;
   ASSIGN_OR_RETURN(mo.device, ParseDevice(opt.device));
   ASSIGN_OR_RETURN(mo.dtype, ParseDtype(opt.dtype, mo.device));
+  ASSIGN_OR_RETURN(mo.weights, ParseWeightFormat(opt.weights));
   const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::thread::hardware_concurrency());
   KeepBlasSingleThreaded();
   at::set_num_threads(std::max(1, threads));
