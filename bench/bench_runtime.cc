@@ -2,19 +2,27 @@
 //   bench_runtime --model M [--tptt DIR] [--device auto|cpu|cuda[:N]] [--dtype auto|float32|bfloat16|float16]
 //                 [--weights dtype|auto|f32|bf16|int8|int4] [--threads N] [--prefill 512] [--decode 64]
 //                 [--contexts 512,2048,8192,32768] [--decode-at 16]
-//                 [--batches 1,8,32] [--batch-context 512]
+//                 [--batches 1,8,32] [--batch-context 512] [--op-profile 1,32]
 // Prints one JSON object: prefill tokens/s (real tokens), decode tokens/s at batch 1 after the prefill,
 // and decode ms/token at each context length. For the context sweep the state is filled with random
 // keys/values/memory of the right shapes instead of prefilling (decode cost depends on shapes, not values).
 // --batches: aggregate decode tokens/s of B sequences decoded together (one Forward per step, B inputs),
 // each with a synthetic state of --batch-context tokens.
+// --op-profile: for each batch size, the ATen operators our code calls per decode step (counted with a
+// RecordFunction observer, nested calls excluded) and their inclusive time: the per-token op overhead,
+// a figure that does not depend on machine load the way wall time does.
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+
+#include <algorithm>
+#include <map>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "core/model/sink_attention.h"
 #include "core/runtime/device.h"
 #include "core/runtime/runtime.h"
 #include "nlohmann/json.hpp"
@@ -50,7 +58,8 @@ SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
   auto opt = at::TensorOptions().dtype(m.options().dtype).device(m.options().device);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     auto w = m.LayerWindow(i);
-    const int64_t kept = w ? std::min(*w - 1, ctx) : ctx;
+    const int64_t kept = !w ? ctx : m.LayerSinks(i) > 0 ? SinkWindowCacheLen({*w, m.LayerSinks(i)}, ctx)
+                                                        : std::min(*w - 1, ctx);
     LayerState& l = s.layers[i];
     const int64_t cap = w ? kept : kept + 256;
     l.k = at::randn({c.num_kv_heads, cap, c.head_dim}, opt);
@@ -85,6 +94,64 @@ double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps)
   return Seconds(t0, Clock::now()) / steps;
 }
 
+// Top-level ATen calls (depth 0 on the calling thread) by name: count and inclusive seconds.
+struct OpStats {
+  std::map<std::string, std::pair<int64_t, double>> by_name;
+};
+OpStats* g_op_stats = nullptr;
+thread_local int t_depth = 0;
+thread_local std::vector<Clock::time_point> t_starts;
+
+std::unique_ptr<at::ObserverContext> OnOpStart(const at::RecordFunction&) {
+  t_starts.push_back(Clock::now());
+  ++t_depth;
+  return nullptr;
+}
+
+void OnOpEnd(const at::RecordFunction& fn, at::ObserverContext*) {
+  --t_depth;
+  const Clock::time_point t0 = t_starts.back();
+  t_starts.pop_back();
+  if (t_depth == 0 && g_op_stats != nullptr) {
+    auto& e = g_op_stats->by_name[fn.name()];
+    e.first += 1;
+    e.second += Seconds(t0, Clock::now());
+  }
+}
+
+// Ops per decode step of `b` sequences (mean over `steps` steps) with the top ops by time.
+nlohmann::json OpProfile(CausalLM& m, int64_t b, int64_t context, int steps) {
+  std::vector<SequenceState> states;
+  for (int64_t i = 0; i < b; ++i) states.push_back(SyntheticState(m, context));
+  std::vector<SequenceState*> ptrs;
+  for (auto& st : states) ptrs.push_back(&st);
+  DecodeSeconds(m, ptrs, 1);  // warm
+  OpStats stats;
+  g_op_stats = &stats;
+  auto handle = at::addGlobalCallback(at::RecordFunctionCallback(OnOpStart, OnOpEnd).scopes({at::RecordScope::FUNCTION}));
+  const double sec = DecodeSeconds(m, ptrs, steps);
+  at::removeCallback(handle);
+  g_op_stats = nullptr;
+  int64_t total = 0;
+  double op_sec = 0;
+  std::vector<std::pair<double, std::string>> top;
+  for (const auto& [name, e] : stats.by_name) {
+    total += e.first;
+    op_sec += e.second;
+    top.push_back({e.second, name});
+  }
+  std::sort(top.rbegin(), top.rend());
+  nlohmann::json t = nlohmann::json::array();
+  for (size_t i = 0; i < std::min<size_t>(12, top.size()); ++i) {
+    const auto& e = stats.by_name[top[i].second];
+    t.push_back({{"op", top[i].second}, {"calls_per_step", static_cast<double>(e.first) / (steps + 1)},
+                 {"ms_per_step", e.second * 1000 / (steps + 1)}});
+  }
+  // DecodeSeconds runs one extra (warm-up) step inside the observed window: steps + 1 in all.
+  return {{"batch", b}, {"ops_per_step", static_cast<double>(total) / (steps + 1)},
+          {"op_ms_per_step", op_sec * 1000 / (steps + 1)}, {"step_ms_profiled", sec * 1000}, {"top", t}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,6 +180,7 @@ int main(int argc, char** argv) {
   };
   const std::vector<int64_t> contexts = list("contexts", "512,2048,8192,32768");
   const std::vector<int64_t> batches = list("batches", "");
+  const std::vector<int64_t> op_profile = list("op-profile", "");
   auto rt = LoadRuntime(lo);
   if (!rt.ok()) {
     std::cerr << "bench_runtime: " << rt.status().message() << "\n";
@@ -164,6 +232,11 @@ int main(int argc, char** argv) {
                    {"aggregate_tokens_per_s", b / sec}});
   }
   out["batched_decode"] = agg;
+  if (!op_profile.empty()) {
+    nlohmann::json prof = nlohmann::json::array();
+    for (int64_t b : op_profile) prof.push_back(OpProfile(m, b, batch_context, decode_at));
+    out["op_profile"] = prof;
+  }
   std::cout << out.dump(2) << "\n";
   return 0;
 }

@@ -70,6 +70,9 @@ ABSL_FLAG(std::string, session_dir, "", "session snapshot folder (disk tier, dra
 ABSL_FLAG(int64_t, max_queue, 256, "waiting requests before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_running, 16, "sequences in one batch");
 ABSL_FLAG(int64_t, max_step_tokens, 512, "token budget of one engine step");
+ABSL_FLAG(int64_t, prefill_chunk, 256,
+          "largest prefill piece of one sequence per engine step (chunked prefill: smaller chunks keep the "
+          "inter-token latency of decoding streams low while a long prompt is prefilled)");
 ABSL_FLAG(std::string, device_state_budget, "512MiB", "resident session state before eviction to host");
 ABSL_FLAG(std::string, host_state_budget, "2GiB", "host session state before eviction to disk");
 ABSL_FLAG(double, session_ttl, 3600, "seconds an idle session lives");
@@ -143,6 +146,7 @@ absl::Status CheckFlagRanges() {
            Range("max-queue", absl::GetFlag(FLAGS_max_queue), 1, 1000000),
            Range("max-running", absl::GetFlag(FLAGS_max_running), 1, 4096),
            Range("max-step-tokens", absl::GetFlag(FLAGS_max_step_tokens), 1, 1 << 20),
+           Range("prefill-chunk", absl::GetFlag(FLAGS_prefill_chunk), 1, 1 << 20),
            Range("session-ttl", absl::GetFlag(FLAGS_session_ttl), 1, 365.0 * 86400),
            Range("threads", absl::GetFlag(FLAGS_threads), 0, cores),  // 0 = all cores; more never helps
            Range("drain-grace", absl::GetFlag(FLAGS_drain_grace), 0, 86400),
@@ -224,6 +228,7 @@ absl::StatusOr<EngineConfig> EngineConfigFromFlags() {
   c.max_queue = absl::GetFlag(FLAGS_max_queue);
   c.max_running = absl::GetFlag(FLAGS_max_running);
   c.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
+  c.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
   c.session_dir = absl::GetFlag(FLAGS_session_dir);
   c.session_ttl_seconds = absl::GetFlag(FLAGS_session_ttl);
   c.session_write_through = absl::GetFlag(FLAGS_session_write_through);

@@ -2,6 +2,7 @@
 
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -201,7 +202,8 @@ KeysView AppendKv(LayerState& st, const at::Tensor& k_new, const at::Tensor& v_n
 }  // namespace
 
 at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
-                                    std::vector<ForwardInput>& inputs, const std::vector<int64_t>& offsets) {
+                                    std::vector<ForwardInput>& inputs, const std::vector<int64_t>& offsets,
+                                    int64_t num_decode) {
   const ModelConfig& c = config_;
   const Layer& L = layers_[li];
   const int64_t N = h.size(0), H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
@@ -213,13 +215,40 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
     q = RmsNorm(q, L.q_norm, c.rms_eps);
     k = RmsNorm(k, L.k_norm, c.rms_eps);
   }
-  at::Tensor q_rot = ApplyRope(q, cos, sin);
-  at::Tensor k_rot = ApplyRope(k, cos, sin);
+  at::Tensor q_rot, k_rot;
+  if (c.qk_norm) {
+    q_rot = ApplyRope(q, cos, sin);
+    k_rot = ApplyRope(k, cos, sin);
+  } else {  // q and k are adjacent in qkv: one rotation for both
+    at::Tensor qk_rot = ApplyRope(qkv.narrow(1, 0, (H + Hkv) * D).view({N, H + Hkv, D}), cos, sin);
+    q_rot = qk_rot.narrow(1, 0, H);
+    k_rot = qk_rot.narrow(1, H, Hkv);
+  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   const HybridLayer* hybrid = hybrid_[li].get();
   std::vector<at::Tensor> outs;
   outs.reserve(inputs.size());
-  for (size_t s = 0; s < inputs.size(); ++s) {
+  // Decode rows (inputs [0, num_decode), one token each, rows 0 .. num_decode-1) of a windowed layer go
+  // through one batched step; everything else runs per sequence.
+  size_t first = 0;
+  if (num_decode > 0 && windows_[li]) {
+    const int64_t B = num_decode;
+    std::vector<LayerState*> states(B);
+    std::vector<int64_t> positions(B);
+    std::vector<at::Tensor*> memories(B);
+    for (int64_t b = 0; b < B; ++b) {
+      states[b] = &inputs[b].state->layers[li];
+      positions[b] = inputs[b].state->num_tokens;
+      memories[b] = &states[b]->memory;
+    }
+    auto rows = [&](const at::Tensor& t) { return t.narrow(0, 0, B); };
+    at::Tensor o = WindowAttentionDecode(states, positions, rows(q), rows(q_rot), rows(k_rot), rows(v),
+                                         {*windows_[li], sinks_[li]}, inv_freq_, scale, options_.attention);
+    if (hybrid != nullptr) o = hybrid->MixDecode(rows(h), rows(q), rows(k), rows(v), o, memories);
+    outs.push_back(o);
+    first = static_cast<size_t>(B);
+  }
+  for (size_t s = first; s < inputs.size(); ++s) {
     const int64_t off = offsets[s], T = offsets[s + 1] - offsets[s];
     SequenceState& st = *inputs[s].state;
     LayerState& ls = st.layers[li];
@@ -246,6 +275,9 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
 
 at::Tensor CausalLM::ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<at::Tensor>* logits) {
   const ModelConfig& c = config_;
+  // Decode inputs (one token) are ordered first so windowed layers can step them as one batch.
+  int64_t num_decode = 0;
+  for (const ForwardInput& in : inputs) num_decode += in.tokens.size() == 1 ? 1 : 0;
   std::vector<int64_t> offsets{0};
   std::vector<int64_t> tok, pos;
   for (const ForwardInput& in : inputs) {
@@ -263,7 +295,7 @@ at::Tensor CausalLM::ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<
   at::Tensor x = embed_.Lookup(tokens, options_.dtype);  // [N, hidden]
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const Layer& L = layers_[li];
-    x = x + AttentionBlock(li, RmsNorm(x, L.attn_norm, c.rms_eps), cos, sin, inputs, offsets);
+    x = x + AttentionBlock(li, RmsNorm(x, L.attn_norm, c.rms_eps), cos, sin, inputs, offsets, num_decode);
     at::Tensor gu = L.w_gate_up.Forward(RmsNorm(x, L.ffn_norm, c.rms_eps));  // [N, 2F]
     const int64_t F = c.intermediate_size;
     x = x + L.w_down.Forward(at::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F));
@@ -300,14 +332,39 @@ absl::StatusOr<std::vector<at::Tensor>> CausalLM::Forward(std::vector<ForwardInp
       }
     }
   }
+  std::vector<const SequenceState*> seen;
+  for (const ForwardInput& in : inputs) seen.push_back(in.state);
+  std::sort(seen.begin(), seen.end());
+  if (std::adjacent_find(seen.begin(), seen.end()) != seen.end()) {
+    return absl::InvalidArgumentError("forward: two inputs share one state");
+  }
+  // Decode inputs first (stable), as ForwardImpl expects; logits are returned in the caller's order.
+  std::vector<size_t> order;
+  order.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].tokens.size() == 1) order.push_back(i);
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].tokens.size() != 1) order.push_back(i);
+  }
+  bool identity = true;
+  for (size_t i = 0; i < order.size(); ++i) identity = identity && order[i] == i;
+  std::vector<ForwardInput> permuted;
+  if (!identity) {
+    permuted.reserve(inputs.size());
+    for (size_t i : order) permuted.push_back(inputs[i]);
+  }
   std::vector<at::Tensor> logits;
   try {
     at::NoGradGuard no_grad;
-    ForwardImpl(inputs, &logits);
+    ForwardImpl(identity ? inputs : permuted, &logits);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("forward failed: ", e.what_without_backtrace()));
   }
-  return logits;
+  if (identity) return logits;
+  std::vector<at::Tensor> out(inputs.size());
+  for (size_t i = 0; i < order.size(); ++i) out[order[i]] = std::move(logits[i]);
+  return out;
 }
 
 }  // namespace titand

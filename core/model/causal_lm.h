@@ -58,6 +58,8 @@ class CausalLM {
   // A fresh state shaped for this model (every layer empty).
   SequenceState NewState() const;
   // Per input: fp32 logits [T, vocab] (all_logits) or [1, vocab]. States advance by their tokens.
+  // Decode inputs (one token each) of windowed/TPTT layers are stepped as one batch (WindowAttentionDecode,
+  // HybridLayer::MixDecode); prefill chunks run per sequence. Two inputs must not share a state.
   absl::StatusOr<std::vector<at::Tensor>> Forward(std::vector<ForwardInput>& inputs);
 
   // Sliding window (keys a query sees, itself included) of layer i; nullopt = full causal range.
@@ -77,7 +79,8 @@ class CausalLM {
   CausalLM(ModelConfig config, ModelOptions options) : config_(std::move(config)), options_(options) {}
   absl::Status Load(WeightSource& weights);
   at::Tensor AttentionBlock(int64_t li, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
-                            std::vector<ForwardInput>& inputs, const std::vector<int64_t>& offsets);
+                            std::vector<ForwardInput>& inputs, const std::vector<int64_t>& offsets,
+                            int64_t num_decode);
   at::Tensor ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<at::Tensor>* logits);
 
   ModelConfig config_;

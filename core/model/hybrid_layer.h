@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -37,12 +38,24 @@ class HybridLayer {
   at::Tensor Mix(const at::Tensor& x, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                  const at::Tensor& o_softmax, at::Tensor& memory) const;
 
+  // The decode step of B sequences (one token each), batched: x [B, hidden], q [B, H, D], k, v [B, Hkv, D],
+  // o_softmax [B, H*D]; memories[b] is sequence b's S [H, D, D] fp32 (created when undefined), updated in
+  // place. Equals Mix() run per sequence with T = 1. Returns [B, H*D].
+  at::Tensor MixDecode(const at::Tensor& x, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       const at::Tensor& o_softmax, const std::vector<at::Tensor*>& memories) const;
+
   // The linear branch alone, [T, H*D] (before the mix): for tests and diagnostics.
   at::Tensor LinearBranch(const at::Tensor& x, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           at::Tensor& memory) const;
 
  private:
+  // Gate `w`/`c` (or the constant) for x [N, hidden]: sigmoid(x w^T + c), [N, H] fp32.
+  at::Tensor Gate(const at::Tensor& x, const at::Tensor& w, const at::Tensor& c, double constant) const;
+
   HybridParams p_;
+  // Both learned gates as one projection ([2H, hidden], [2H]: beta rows then alpha rows) when the operator
+  // reads both and both are learned (the decode step computes them with one matmul); else undefined.
+  at::Tensor w_ba_, c_ba_;
 };
 
 }  // namespace titand

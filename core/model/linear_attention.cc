@@ -156,14 +156,41 @@ at::Tensor LinearAttentionRecurrent(LinearOperator op, const at::Tensor& q, cons
   return o.to(v.scalar_type());
 }
 
-at::Tensor LinearAttentionDecodeBatched(LinearOperator op, const at::Tensor& q, const at::Tensor& k,
-                                        const at::Tensor& v, const at::Tensor& beta,
-                                        const at::Tensor& alpha, at::Tensor& state) {
-  Flat f = Flatten(op, q, k, v, beta, alpha, state, /*lead=*/2);
-  at::Tensor s = WorkState(state, f);
-  at::Tensor o = RecurrentFlat(op, f, s);
-  CommitState(state, s);
-  return o.view({q.size(0), q.size(1), f.t, f.dv}).to(v.scalar_type());
+at::Tensor LinearAttentionDecodeStep(LinearOperator op, const at::Tensor& q, const at::Tensor& k,
+                                     const at::Tensor& v, const at::Tensor& beta, const at::Tensor& alpha,
+                                     const std::vector<at::Tensor*>& states) {
+  TORCH_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.dim() == 3 && v.size(0) == q.size(0) &&
+                  v.size(1) == q.size(1),
+              "decode step: q, k [B, H, d] and v [B, H, dv] expected, got ", q.sizes(), ", ", k.sizes(), ", ",
+              v.sizes());
+  const int64_t B = q.size(0), H = q.size(1), d = q.size(2), dv = v.size(2);
+  TORCH_CHECK(static_cast<int64_t>(states.size()) == B, "decode step: ", states.size(), " states for ", B, " rows");
+  const bool delta = UsesBeta(op), gated = UsesAlpha(op);
+  TORCH_CHECK(!delta || (beta.defined() && beta.sizes() == q.sizes().slice(0, 2)), "beta must be [B, H]");
+  TORCH_CHECK(!gated || (alpha.defined() && alpha.sizes() == q.sizes().slice(0, 2)), "alpha must be [B, H]");
+  for (const at::Tensor* s : states) {
+    TORCH_CHECK(s != nullptr && s->defined() && s->scalar_type() == at::kFloat &&
+                    s->sizes() == at::IntArrayRef({H, d, dv}),
+                "decode step: every state must be fp32 [", H, ", ", d, ", ", dv, "]");
+  }
+  const at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat), vf = v.to(at::kFloat);
+  const at::Tensor kq = at::stack({kf, qf}, 2);  // [B, H, 2, d]
+  std::vector<at::Tensor> reads(B);
+  for (int64_t b = 0; b < B; ++b) reads[b] = at::bmm(kq.select(0, b), *states[b]);  // [H, 2, dv]
+  const at::Tensor up = at::stack(reads);                                              // [B, H, 2, dv]
+  const at::Tensor u = up.select(2, 0), p = up.select(2, 1);
+  const at::Tensor a = gated ? alpha.to(at::kFloat).unsqueeze(-1) : at::Tensor();     // [B, H, 1]
+  at::Tensor dd = vf;                                                                  // [B, H, dv]
+  if (delta) dd = (vf - (gated ? a * u : u)) * beta.to(at::kFloat).unsqueeze(-1);
+  const at::Tensor kdotq = (kf * qf).sum(-1, /*keepdim=*/true);                        // [B, H, 1]
+  at::Tensor o = (gated ? a * p : p) + dd * kdotq;
+  const at::Tensor k_col = kf.unsqueeze(-1), d_row = dd.unsqueeze(-2);  // [B, H, d, 1], [B, H, 1, dv]
+  for (int64_t b = 0; b < B; ++b) {
+    at::Tensor& s = *states[b];
+    if (gated) s.mul_(a.select(0, b).unsqueeze(-1));
+    s.addcmul_(k_col.select(0, b), d_row.select(0, b));
+  }
+  return o.to(v.scalar_type());
 }
 
 at::Tensor LinearAttentionChunked(LinearOperator op, const at::Tensor& q, const at::Tensor& k,

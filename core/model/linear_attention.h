@@ -1,5 +1,5 @@
 // TPTT linear-attention memory operators (REFERENCE.md section 1): the per-token recurrence (slow
-// reference and decode path), the chunked WY form used for prefill, and a batched decode step.
+// reference and decode path), the chunked WY form used for prefill, and the batched decode step.
 //
 // Per head, with phi already applied to q and k (rows q_t, k_t in R^d), v_t in R^dv, scalars
 // b_t (write strength, `beta`) and a_t (decay, `alpha`), state S in R^(d x dv), S_0 = 0:
@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -54,11 +55,17 @@ at::Tensor LinearAttentionChunked(LinearOperator op, const at::Tensor& q, const 
                                   const at::Tensor& v, const at::Tensor& beta,
                                   const at::Tensor& alpha, at::Tensor& state, int64_t chunk_size);
 
-// B sequences at once (decode: usually T = 1; the per-token recurrence for any T).
-//   q, k: [B, H, T, d]   v: [B, H, T, dv]   beta, alpha: [B, H, T]   state: [B, H, d, dv] fp32 in place.
-// Returns o: [B, H, T, dv] in v's dtype.
-at::Tensor LinearAttentionDecodeBatched(LinearOperator op, const at::Tensor& q, const at::Tensor& k,
-                                        const at::Tensor& v, const at::Tensor& beta,
-                                        const at::Tensor& alpha, at::Tensor& state);
+// The decode step of B sequences (one token each), each with its own state, updated in place (no copy of
+// the states into a batch: S is by far the largest tensor of a TPTT layer). Everything but the per-state
+// reads/writes runs batched; per sequence it costs one bmm reading S and two in-place passes:
+//   [u; p] = S_{t-1}^T [k_t; q_t]        (one read of the old state)
+//   d_t = b_t (v_t - a_t u) (delta forms) or v_t;   S_t = a_t S_{t-1} + k_t d_t^T
+//   o_t = S_t^T q_t = a_t p + d_t (k_t . q_t)
+//   q, k: [B, H, d]   v: [B, H, dv]   beta, alpha: [B, H] (undefined when unused)
+//   states[b]: [H, d, dv] fp32, read as S_{t-1} and overwritten with S_t.
+// Returns o: [B, H, dv] in v's dtype. Same result as LinearAttentionRecurrent per sequence with T = 1.
+at::Tensor LinearAttentionDecodeStep(LinearOperator op, const at::Tensor& q, const at::Tensor& k,
+                                     const at::Tensor& v, const at::Tensor& beta, const at::Tensor& alpha,
+                                     const std::vector<at::Tensor*>& states);
 
 }  // namespace titand

@@ -12,7 +12,10 @@ at::Tensor RmsNormNoWeight(const at::Tensor& x, double eps) {
 }
 
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  return weight * RmsNormNoWeight(x, eps);
+  if (x.scalar_type() == at::kFloat) {
+    return at::rms_norm(x, {x.size(-1)}, weight, eps);  // one fused call; same math in fp32
+  }
+  return weight * RmsNormNoWeight(x, eps);  // bf16/fp16: round to x's dtype before the weight, as HF does
 }
 
 at::Tensor RopeInvFreq(int64_t head_dim, double theta) {

@@ -15,16 +15,18 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <ATen/ATen.h>
 
+#include "core/model/ops.h"
 #include "core/model/sequence_state.h"
 
 namespace titand {
 
 struct SinkWindow {
   int64_t window = 0;  // W >= 1: keys a query sees in its window, itself included
-  int64_t sinks = 0;   // N_s >= 1
+  int64_t sinks = 0;   // N_s >= 1 (0 only for WindowAttentionDecode: a plain window)
 };
 
 // Cached entries of a layer that has processed `tokens` tokens (sinks prefix + window).
@@ -38,5 +40,21 @@ int64_t SinkWindowCacheLen(const SinkWindow& sw, int64_t tokens);
 at::Tensor SinkWindowAttention(LayerState& st, const at::Tensor& q, const at::Tensor& q_rot, const at::Tensor& k_rot,
                                const at::Tensor& v, int64_t pos0, const SinkWindow& sw, const at::Tensor& inv_freq,
                                double scale);
+
+// The decode step of B sequences (one new token each) through a windowed softmax layer, batched: one
+// attention call for the whole batch instead of one per sequence. Works for plain sliding windows
+// (sw.sinks = 0: the cache keeps the last W - 1 entries, as CausalLM's windowed layers do) and for windows
+// with sinks (the layout above). Same math as SinkWindowAttention / CausalAttention with T = 1.
+//   states[b]   the layer's state of sequence b (k, v, len), advanced by one token;
+//   positions[b] = position of sequence b's new token (= tokens already in its state);
+//   q [B, H, D] before RoPE (read only when sw.sinks > 0), q_rot [B, H, D] RoPE'd at positions[b];
+//   k_rot, v [B, Hkv, D] the new keys (RoPE'd) and values;  inv_freq [D/2] fp32.
+// Caches of different lengths (sequences younger than the window) are padded and masked. kSdpa runs the
+// fused SDPA kernel where there are no sinks; sinks (two query rotations) and kReference use explicit fp32
+// scores. Returns [B, H*D] in q_rot's dtype.
+at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const std::vector<int64_t>& positions,
+                                 const at::Tensor& q, const at::Tensor& q_rot, const at::Tensor& k_rot,
+                                 const at::Tensor& v, const SinkWindow& sw, const at::Tensor& inv_freq, double scale,
+                                 AttentionImpl impl);
 
 }  // namespace titand

@@ -194,31 +194,44 @@ TEST(LinearAttentionTest, NonContiguousStateIsUpdatedInPlace) {
   EXPECT_LT(RelErr(storage.transpose(1, 2), s_ref), 2e-5);
 }
 
-TEST(LinearAttentionTest, BatchedDecodeMatchesPerSequenceDecode) {
+// The batched decode step over per-sequence states (in place) == the per-token recurrence of each sequence.
+TEST(LinearAttentionTest, DecodeStepMatchesPerSequenceRecurrence) {
   const int64_t b = 3, h = 2, d = 16, dv = 8;
   for (LinearOperator op : kAllOps) {
     at::manual_seed(21);
-    at::Tensor states = at::randn({b, h, d, dv}) * 0.5;
-    std::vector<at::Tensor> per_seq;
-    for (int64_t i = 0; i < b; ++i) per_seq.push_back(states[i].clone());
+    std::vector<at::Tensor> states, per_seq;
+    for (int64_t i = 0; i < b; ++i) {
+      states.push_back(at::randn({h, d, dv}) * 0.5);
+      per_seq.push_back(states.back().clone());
+    }
+    std::vector<at::Tensor*> ptrs;
+    for (auto& s : states) ptrs.push_back(&s);
     for (int step = 0; step < 5; ++step) {
       Inputs in = MakeInputs(b * h, 1, d, dv, at::kFloat, 300 + step);
-      auto bh = [&](const at::Tensor& x) {
+      auto bh = [&](const at::Tensor& x) {  // [b*h, 1, ...] -> [b, h, ...]
         std::vector<int64_t> shape = {b, h};
-        for (int64_t i = 1; i < x.dim(); ++i) shape.push_back(x.size(i));
+        for (int64_t i = 2; i < x.dim(); ++i) shape.push_back(x.size(i));
         return x.reshape(shape);
       };
-      at::Tensor o = LinearAttentionDecodeBatched(op, bh(in.q), bh(in.k), bh(in.v), bh(in.beta),
-                                                  bh(in.alpha), states);
-      ASSERT_EQ(o.sizes(), at::IntArrayRef({b, h, 1, dv}));
+      const bool beta = UsesBeta(op), alpha = UsesAlpha(op);
+      at::Tensor o = LinearAttentionDecodeStep(op, bh(in.q), bh(in.k), bh(in.v), beta ? bh(in.beta) : at::Tensor(),
+                                               alpha ? bh(in.alpha) : at::Tensor(), ptrs);
+      ASSERT_EQ(o.sizes(), at::IntArrayRef({b, h, dv}));
       for (int64_t i = 0; i < b; ++i) {
-        at::Tensor oi = LinearAttentionRecurrent(op, bh(in.q)[i], bh(in.k)[i], bh(in.v)[i],
-                                                 bh(in.beta)[i], bh(in.alpha)[i], per_seq[i]);
-        EXPECT_LT(RelErr(o[i], oi), 1e-6) << ToString(op);
-        EXPECT_LT(RelErr(states[i], per_seq[i]), 1e-6) << ToString(op);
+        auto one = [&](const at::Tensor& x) { return x.reshape({b, h, -1}).select(0, i).unsqueeze(1); };
+        at::Tensor oi = LinearAttentionRecurrent(op, one(in.q), one(in.k), one(in.v),
+                                                 in.beta.reshape({b, h, 1}).select(0, i),
+                                                 in.alpha.reshape({b, h, 1}).select(0, i), per_seq[i]);
+        EXPECT_LT(RelErr(o.select(0, i), oi.squeeze(1)), 1e-5) << ToString(op);
+        EXPECT_LT(RelErr(states[i], per_seq[i]), 1e-5) << ToString(op);
       }
     }
   }
+  // A state of the wrong shape is refused before anything is written.
+  at::Tensor bad = at::zeros({2, 16, 4});
+  at::Tensor q = at::randn({1, 2, 16}), v = at::randn({1, 2, 8});
+  EXPECT_THROW(LinearAttentionDecodeStep(LinearOperator::kLinear, q, q, v, at::Tensor(), at::Tensor(), {&bad}),
+               c10::Error);
 }
 
 TEST(LinearAttentionTest, UnusedScalarsMayBeUndefinedAndBadInputsThrow) {

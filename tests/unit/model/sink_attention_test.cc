@@ -16,10 +16,13 @@ namespace {
 
 constexpr int64_t kWindow = 5, kSinks = 3;
 
-std::unique_ptr<CausalLM> MakeHybrid(int64_t sinks, double mu = 0.3) {
+std::unique_ptr<CausalLM> MakeHybrid(int64_t sinks, double mu = 0.3,
+                                     AttentionImpl impl = AttentionImpl::kSdpa) {
   ModelConfig c = testing::TinyLlamaConfig(/*vocab_size=*/97, /*num_layers=*/2);
   auto src = MakeMapWeights(testing::RandomLlamaWeights(c, /*seed=*/11, /*scale=*/0.3));
-  auto m = CausalLM::Create(c, *src, ModelOptions{});
+  ModelOptions opts;
+  opts.attention = impl;
+  auto m = CausalLM::Create(c, *src, opts);
   EXPECT_TRUE(m.ok()) << m.status();
   for (int64_t i = 0; i < c.num_layers; ++i) {
     HybridParams p;
@@ -103,6 +106,71 @@ TEST(SinkAttention, BatchedPrefillAndDecodeEqualEachSequenceAlone) {
     for (int s = 0; s < 4; ++s) rows[s] = at::cat({rows[s], (*o)[s]}, 0);
   }
   for (int s = 0; s < 4; ++s) EXPECT_LT(MaxDiff(RunPieces(*m, seqs[s], {1000}), rows[s]), 1e-5) << "sequence " << s;
+}
+
+// The batched decode step (WindowAttentionDecode + HybridLayer::MixDecode) inside forwards that mix decode
+// rows with prefill chunks, in an order that is not decode-first: sequences of different ages (younger
+// than the window: padded caches; crossing the gap opening; long past it) each equal the sequence alone
+// in one prefill (the per-sequence path), for plain windows and sinks, SDPA and the reference attention.
+TEST(SinkAttention, DecodeBatchMixedWithPrefillEqualsEachSequenceAlone) {
+  for (int64_t sinks : {int64_t{0}, kSinks}) {
+    for (AttentionImpl impl : {AttentionImpl::kSdpa, AttentionImpl::kReference}) {
+      auto m = MakeHybrid(sinks, 0.4, impl);
+      const std::vector<int> prompt = {2, 9, 1, 17, 4};
+      const int total = 24;
+      std::vector<std::vector<int32_t>> seqs;
+      std::vector<SequenceState> st;
+      std::vector<size_t> fed(5, 0);
+      std::vector<at::Tensor> rows(5);
+      for (int s = 0; s < 5; ++s) {
+        seqs.push_back(Tokens(total, s + 40));
+        st.push_back(m->NewState());
+      }
+      // Step k: sequence s feeds its prompt as one chunk at step s (staggered joins), then one token per step.
+      for (int k = 0; k < total + 5; ++k) {
+        std::vector<ForwardInput> in;
+        std::vector<int> who;
+        for (int s = 4; s >= 0; --s) {  // reverse order: prefill chunks precede some decode rows
+          if (k < s || fed[s] >= seqs[s].size()) continue;
+          const size_t n = fed[s] == 0 ? prompt[s] : 1;
+          ForwardInput f;
+          f.tokens.assign(seqs[s].begin() + fed[s], seqs[s].begin() + fed[s] + n);
+          f.state = &st[s];
+          f.all_logits = true;
+          in.push_back(std::move(f));
+          who.push_back(s);
+          fed[s] += n;
+        }
+        if (in.empty()) continue;
+        auto out = m->Forward(in);
+        ASSERT_TRUE(out.ok()) << out.status();
+        for (size_t i = 0; i < who.size(); ++i) {
+          const int s = who[i];
+          ASSERT_EQ((*out)[i].size(0), static_cast<int64_t>(in[i].tokens.size()));
+          rows[s] = rows[s].defined() ? at::cat({rows[s], (*out)[i]}, 0) : (*out)[i];
+        }
+      }
+      for (int s = 0; s < 5; ++s) {
+        EXPECT_EQ(st[s].layers[0].len, SinkWindowCacheLen({kWindow, sinks == 0 ? 0 : sinks}, total))
+            << "sinks " << sinks;
+        EXPECT_LT(MaxDiff(RunPieces(*m, seqs[s], {1000}), rows[s]), 1e-5)
+            << "sequence " << s << " sinks " << sinks << " impl " << static_cast<int>(impl);
+      }
+    }
+  }
+}
+
+TEST(SinkAttention, ForwardRejectsTwoInputsSharingAState) {
+  auto m = MakeHybrid(kSinks);
+  SequenceState st = m->NewState();
+  std::vector<ForwardInput> in(2);
+  in[0].tokens = {1};
+  in[1].tokens = {2};
+  in[0].state = in[1].state = &st;
+  auto out = m->Forward(in);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.num_tokens, 0);
 }
 
 TEST(SinkAttention, CacheStopsGrowingAtSinksPlusWindowMinusOne) {
