@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <map>
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 
@@ -71,6 +72,15 @@ SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
   return s;
 }
 
+// CPU seconds used by this process so far (all threads). On a shared machine, CPU time per token at
+// --threads 1 is a steadier cost measure than wall time (other jobs stretch wall time, not our CPU time).
+double CpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+double g_decode_cpu_s = 0;  // CPU seconds per step of the last DecodeSeconds call
+
 // Seconds per decode step of all `states` together (each step returns logits on the host: synchronised).
 double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps) {
   std::vector<ForwardInput> in(states.size());
@@ -83,6 +93,7 @@ double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps)
     std::exit(1);
   }
   const auto t0 = Clock::now();
+  const double c0 = CpuSeconds();
   for (int i = 0; i < steps; ++i) {
     for (auto& x : in) x.tokens = {static_cast<int32_t>(100 + i)};
     auto r = m.Forward(in);
@@ -91,6 +102,7 @@ double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps)
       std::exit(1);
     }
   }
+  g_decode_cpu_s = (CpuSeconds() - c0) / steps;
   return Seconds(t0, Clock::now()) / steps;
 }
 
@@ -201,6 +213,7 @@ int main(int argc, char** argv) {
     in[0].tokens = toks;
     in[0].state = &s;
     const auto t0 = Clock::now();
+    const double c0 = CpuSeconds();
     auto r = m.Forward(in);
     if (!r.ok()) {
       std::cerr << "bench_runtime: prefill failed: " << r.status().message() << "\n";
@@ -210,7 +223,9 @@ int main(int argc, char** argv) {
     if (rep == 1) {
       out["prefill_tokens"] = prefill;
       out["prefill_tokens_per_s"] = prefill / sec;
+      out["prefill_cpu_ms_per_token"] = (CpuSeconds() - c0) * 1000 / prefill;
       out["decode_tokens_per_s_after_prefill"] = 1.0 / DecodeSeconds(m, {&s}, decode);
+      out["decode_cpu_ms_per_token_after_prefill"] = g_decode_cpu_s * 1000;
       out["decode_tokens"] = decode;
     }
   }
@@ -229,6 +244,7 @@ int main(int argc, char** argv) {
     for (auto& st : states) ptrs.push_back(&st);
     const double sec = DecodeSeconds(m, ptrs, decode_at);
     agg.push_back({{"batch", b}, {"context", batch_context}, {"step_ms", sec * 1000},
+                   {"step_cpu_ms", g_decode_cpu_s * 1000},
                    {"aggregate_tokens_per_s", b / sec}});
   }
   out["batched_decode"] = agg;

@@ -12,6 +12,10 @@ namespace titand {
 namespace {
 
 constexpr int64_t kInt4RowMultiple = 16;  // _convert_weight_to_int4pack_for_cpu: out % 16 == 0
+// From this many rows on, an int8 matmul dequantises W and runs the float GEMM instead: on the 2-core AVX2
+// VM the weight-only kernel costs ~2x the float GEMM's CPU time per row at M >= 32 (BENCHMARKS.md, issue 9),
+// and dequantising (out x in multiply-adds) is cheap next to the GEMM only for long inputs (prefill).
+constexpr int64_t kInt8DenseFromRows = 128;
 
 absl::Status CpuOnly(at::Device dev, const char* what) {
   if (dev.is_cpu()) return absl::OkStatus();
@@ -116,7 +120,12 @@ at::Tensor LinearWeight::Forward(const at::Tensor& x) const {
   at::Tensor y;
   switch (format_) {
     case WeightFormat::kInt8:
-      y = at::_weight_int8pack_mm(x.to(at::kBFloat16).contiguous(), w_, scales_);
+      if (x.size(0) >= kInt8DenseFromRows) {
+        at::Tensor w = w_.to(at::kFloat) * scales_.to(at::kFloat).unsqueeze(1);
+        y = at::linear(x.to(at::kFloat), w);
+      } else {
+        y = at::_weight_int8pack_mm(x.to(at::kBFloat16).contiguous(), w_, scales_);
+      }
       break;
     case WeightFormat::kInt4:
 #if TITAND_TORCH_AT_LEAST(2, 6)

@@ -1,11 +1,13 @@
 // Weight-only quantised linear layers: y = x W^T + b with W [out, in] stored as
 //   dense  float32 / bfloat16 / float16 (at::linear, computed in the weight's dtype);
 //   int8   per-output-channel symmetric: W[n, k] = scale[n] * q[n, k], q in [-127, 127], scale bf16
-//          (at::_weight_int8pack_mm);
+//          (at::_weight_int8pack_mm; from 128 input rows on, W is dequantised to float32 for that call and
+//          multiplied by at::linear with float32 activations: faster for prefill on CPU);
 //   int4   group-wise asymmetric, groups of 32 along `in`: W[n, k] = scale[n, g] * (q[n, k] - 8) + zero[n, g]
 //          with g = k / 32, q in 0..15, scale and zero bf16 (at::_weight_int4pack_mm_for_cpu on weights packed by
 //          at::_convert_weight_to_int4pack_for_cpu, which takes q as int32 [out, in] and wants out % 16 == 0:
 //          other `out` sizes are padded with zero rows and the padding sliced off the result).
+// int4 has no such long-input path (the packed layout is opaque): its prefill costs ~2x float32's CPU time.
 // The int8/int4 kernels are fast on CPU only with bfloat16 activations (the float32/float16 paths of
 // LibTorch's CPU kernels are 10-100x slower), so Forward converts x to bfloat16 for them and the result
 // back to x's dtype; the kernels accumulate in float32. int8/int4 are CPU-only here: on CUDA LibTorch packs

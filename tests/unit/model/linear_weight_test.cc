@@ -88,6 +88,9 @@ TEST(LinearWeightTest, Int8ForwardEqualsLinearOnDequantisedWeights) {
   EXPECT_TRUE(((got - b - ref).abs() <= ref.abs() / 128 + 1e-4).all().item<bool>())
       << (got - b - ref).abs().max().item<float>();
   EXPECT_TRUE(at::allclose(lw->DequantizeWithKernel(), wq, 1.0 / 128, 1e-6));
+  // A long input (>= 128 rows) takes the dequantise + float GEMM path: same weights, float32 activations.
+  at::Tensor xl = at::randn({150, 72});
+  EXPECT_TRUE(at::allclose(lw->Forward(xl), at::linear(xl, wq, b), 1e-4, 1e-4));
   // bfloat16 activations in, bfloat16 out.
   EXPECT_EQ(lw->Forward(x.to(at::kBFloat16)).scalar_type(), at::kBFloat16);
 }
