@@ -1,6 +1,7 @@
 // bench_runtime: speed and state size of the bare runtime (no server).
 //   bench_runtime --model M [--tptt DIR] [--device auto|cpu|cuda[:N]] [--dtype auto|float32|bfloat16|float16]
-//                 [--threads N] [--prefill 512] [--decode 64] [--contexts 512,2048,8192,32768] [--decode-at 16]
+//                 [--weights dtype|auto|f32|bf16|int8|int4] [--threads N] [--prefill 512] [--decode 64]
+//                 [--contexts 512,2048,8192,32768] [--decode-at 16]
 //                 [--batches 1,8,32] [--batch-context 512] [--op-profile 1,32]
 // Prints one JSON object: prefill tokens/s (real tokens), decode tokens/s at batch 1 after the prefill,
 // and decode ms/token at each context length. For the context sweep the state is filled with random
@@ -16,6 +17,8 @@
 #include <algorithm>
 #include <map>
 #include <chrono>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 
 #include "absl/strings/numbers.h"
@@ -29,6 +32,16 @@ using namespace titand;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// Resident set size of this process in MiB (/proc/self/status VmRSS; -1 where unavailable).
+double RssMiB() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return -1;
+}
 
 std::string Arg(int argc, char** argv, const std::string& name, const std::string& def) {
   for (int i = 1; i + 1 < argc; ++i) {
@@ -59,6 +72,15 @@ SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
   return s;
 }
 
+// CPU seconds used by this process so far (all threads). On a shared machine, CPU time per token at
+// --threads 1 is a steadier cost measure than wall time (other jobs stretch wall time, not our CPU time).
+double CpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+double g_decode_cpu_s = 0;  // CPU seconds per step of the last DecodeSeconds call
+
 // Seconds per decode step of all `states` together (each step returns logits on the host: synchronised).
 double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps) {
   std::vector<ForwardInput> in(states.size());
@@ -71,6 +93,7 @@ double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps)
     std::exit(1);
   }
   const auto t0 = Clock::now();
+  const double c0 = CpuSeconds();
   for (int i = 0; i < steps; ++i) {
     for (auto& x : in) x.tokens = {static_cast<int32_t>(100 + i)};
     auto r = m.Forward(in);
@@ -79,6 +102,7 @@ double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps)
       std::exit(1);
     }
   }
+  g_decode_cpu_s = (CpuSeconds() - c0) / steps;
   return Seconds(t0, Clock::now()) / steps;
 }
 
@@ -148,6 +172,11 @@ int main(int argc, char** argv) {
   lo.tptt_dir = Arg(argc, argv, "tptt", "");
   lo.dtype = Arg(argc, argv, "dtype", "auto");
   lo.device = Arg(argc, argv, "device", "auto");
+  lo.weights = Arg(argc, argv, "weights", "dtype");
+  if (absl::Status w = ParseWeightFormat(lo.weights).status(); !w.ok()) {
+    std::cerr << "bench_runtime: --weights: " << w.message() << "\n";
+    return 2;
+  }
   lo.threads = std::stoi(Arg(argc, argv, "threads", "0"));
   const int prefill = std::stoi(Arg(argc, argv, "prefill", "512"));
   const int decode = std::stoi(Arg(argc, argv, "decode", "64"));
@@ -172,6 +201,8 @@ int main(int argc, char** argv) {
   CausalLM& m = *(*rt)->model;
   nlohmann::json out = {{"model", (*rt)->model_path}, {"tptt", lo.tptt_dir},
                         {"dtype", DtypeName(m.options().dtype)}, {"device", m.options().device.str()},
+                        {"weights", m.WeightFormatSummary()}, {"weight_bytes", m.WeightBytes()},
+                        {"rss_mib_after_load", RssMiB()},
                         {"threads", at::get_num_threads()}};
   // Prefill: `prefill` real tokens in one forward (after one warm-up run).
   std::vector<int32_t> toks;
@@ -182,6 +213,7 @@ int main(int argc, char** argv) {
     in[0].tokens = toks;
     in[0].state = &s;
     const auto t0 = Clock::now();
+    const double c0 = CpuSeconds();
     auto r = m.Forward(in);
     if (!r.ok()) {
       std::cerr << "bench_runtime: prefill failed: " << r.status().message() << "\n";
@@ -191,7 +223,9 @@ int main(int argc, char** argv) {
     if (rep == 1) {
       out["prefill_tokens"] = prefill;
       out["prefill_tokens_per_s"] = prefill / sec;
+      out["prefill_cpu_ms_per_token"] = (CpuSeconds() - c0) * 1000 / prefill;
       out["decode_tokens_per_s_after_prefill"] = 1.0 / DecodeSeconds(m, {&s}, decode);
+      out["decode_cpu_ms_per_token_after_prefill"] = g_decode_cpu_s * 1000;
       out["decode_tokens"] = decode;
     }
   }
@@ -210,6 +244,7 @@ int main(int argc, char** argv) {
     for (auto& st : states) ptrs.push_back(&st);
     const double sec = DecodeSeconds(m, ptrs, decode_at);
     agg.push_back({{"batch", b}, {"context", batch_context}, {"step_ms", sec * 1000},
+                   {"step_cpu_ms", g_decode_cpu_s * 1000},
                    {"aggregate_tokens_per_s", b / sec}});
   }
   out["batched_decode"] = agg;

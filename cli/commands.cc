@@ -251,6 +251,8 @@ absl::Status RunInfo(const Args& a) {
   j["device"] = rt->model->options().device.str();
   j["model_id"] = rt->model_id;
   j["parameters"] = rt->model->ParameterCount();
+  j["weights"] = rt->model->WeightFormatSummary();
+  j["weight_bytes"] = rt->model->WeightBytes();
   j["layers"] = c.num_layers;
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;

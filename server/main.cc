@@ -81,6 +81,10 @@ ABSL_FLAG(bool, session_write_through, true,
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
 ABSL_FLAG(std::string, dtype, "auto", "weights/activations dtype: auto (bfloat16 on CUDA, float32 on CPU) | "
           "float32 | bfloat16 | float16; session memory is float32 always");
+ABSL_FLAG(std::string, weights, "dtype",
+          "linear/embedding weight storage: dtype (dense in --dtype) | auto (CPU: a GGUF's Q4_x -> int4, Q8_0/Q5/Q6 "
+          "-> int8, floats -> --dtype; CUDA: --dtype) | f32 | bf16 | int8 (per-channel) | int4 (group 32); "
+          "int8/int4 are CPU-only");
 ABSL_FLAG(std::string, device, "auto", "auto (cuda:0 when LibTorch has CUDA and sees a GPU, else cpu) | cpu | cuda[:N]");
 ABSL_FLAG(double, drain_grace, 30, "seconds running calls get to finish on shutdown");
 ABSL_FLAG(std::string, shared_store, "",
@@ -300,6 +304,10 @@ int Run(sigset_t signals) {
     Log(absl::StrCat("bad flags: ", config.status().message()));
     return 2;
   }
+  if (absl::Status st = ParseWeightFormat(absl::GetFlag(FLAGS_weights)).status(); !st.ok()) {
+    Log(absl::StrCat("bad flags: --weights: ", st.message()));
+    return 2;
+  }
   if (config->snapshot_key.empty()) {
     Log("WARNING: session snapshots are not authenticated (no --snapshot-key-file): a file planted in the "
         "session dir would be restored as a session");
@@ -357,6 +365,7 @@ int Run(sigset_t signals) {
   load.tptt_dir = absl::GetFlag(FLAGS_tptt);
   load.dtype = absl::GetFlag(FLAGS_dtype);
   load.device = absl::GetFlag(FLAGS_device);
+  load.weights = absl::GetFlag(FLAGS_weights);
   load.threads = absl::GetFlag(FLAGS_threads);
   absl::StatusOr<std::unique_ptr<Runtime>> rt = LoadRuntime(load);
   if (!rt.ok()) {
@@ -364,7 +373,8 @@ int Run(sigset_t signals) {
     return 1;
   }
   Log(absl::StrCat("model loaded: ", (*rt)->model_path, " (", (*rt)->config.arch, ", ", (*rt)->config.num_layers,
-                   " layers", (*rt)->adapter_id.empty() ? "" : ", adapter " + (*rt)->adapter_id, ")"));
+                   " layers, weights ", (*rt)->model->WeightFormatSummary(),
+                   (*rt)->adapter_id.empty() ? "" : ", adapter " + (*rt)->adapter_id, ")"));
   ModelSummary summary = Summarize(**rt, *config, load.dtype);
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*config, std::move(*rt));
   if (!engine.ok()) {

@@ -11,6 +11,7 @@
 #include "core/model/hybrid_layer.h"
 #include "core/model/ops.h"
 #include "core/model/sink_attention.h"
+#include "core/model/weight_loader.h"
 
 namespace titand {
 namespace {
@@ -39,52 +40,47 @@ absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Create(const ModelConfig& co
 absl::Status CausalLM::Load(WeightSource& w) {
   const ModelConfig& c = config_;
   auto opts = at::TensorOptions().dtype(options_.dtype).device(options_.device);
-  // Takes a tensor and checks its shape against the config: a mismatched file fails here, named.
+  const WeightPlan plan{options_.weights, options_.dtype, options_.device};
+  // Norm vectors: float tensors in the model dtype, shape-checked (a mismatched file fails here, named).
   auto take = [&](const std::string& name, std::vector<int64_t> shape) -> absl::StatusOr<at::Tensor> {
-    ASSIGN_OR_RETURN(at::Tensor t, w.Take(name));
-    if (t.sizes() != at::IntArrayRef(shape)) {
-      return absl::InvalidArgumentError(absl::StrCat(w.Describe(), ": tensor ", name, " has shape [",
-                                                     absl::StrJoin(t.sizes(), ","), "], expected [",
-                                                     absl::StrJoin(shape, ","), "]"));
-    }
+    ASSIGN_OR_RETURN(at::Tensor t, TakeChecked(w, {name, std::move(shape)}));
     return t.to(opts);
   };
   const int64_t Hd = c.hidden_size;
-  ASSIGN_OR_RETURN(embed_, take("model.embed_tokens.weight", {c.vocab_size, Hd}));
+  const TensorSpec embed{"model.embed_tokens.weight", {c.vocab_size, Hd}};
+  tied_head_ = c.tie_embeddings && !w.Has("lm_head.weight");
+  ASSIGN_OR_RETURN(embed_, LoadEmbedding(w, plan, embed, tied_head_ ? &lm_head_ : nullptr));
   ASSIGN_OR_RETURN(final_norm_, take("model.norm.weight", {Hd}));
-  if (c.tie_embeddings && !w.Has("lm_head.weight")) {
-    lm_head_ = embed_;
-  } else {
-    ASSIGN_OR_RETURN(lm_head_, take("lm_head.weight", {c.vocab_size, Hd}));
+  if (!tied_head_) {
+    ASSIGN_OR_RETURN(lm_head_, LoadLinear(w, plan, {{"lm_head.weight", {c.vocab_size, Hd}}}));
   }
   layers_.resize(c.num_layers);
+  const int64_t F = c.intermediate_size;
   for (int64_t i = 0; i < c.num_layers; ++i) {
     Layer& L = layers_[i];
+    auto spec = [&](const char* rest, std::vector<int64_t> shape) { return TensorSpec{LayerName(i, rest), shape}; };
     ASSIGN_OR_RETURN(L.attn_norm, take(LayerName(i, "input_layernorm.weight"), {Hd}));
     ASSIGN_OR_RETURN(L.ffn_norm, take(LayerName(i, "post_attention_layernorm.weight"), {Hd}));
-    ASSIGN_OR_RETURN(at::Tensor wq, take(LayerName(i, "self_attn.q_proj.weight"), {c.q_dim(), Hd}));
-    ASSIGN_OR_RETURN(at::Tensor wk, take(LayerName(i, "self_attn.k_proj.weight"), {c.kv_dim(), Hd}));
-    ASSIGN_OR_RETURN(at::Tensor wv, take(LayerName(i, "self_attn.v_proj.weight"), {c.kv_dim(), Hd}));
-    L.wqkv = at::cat({wq, wk, wv}, 0).contiguous();  // one matmul for q, k and v
+    std::vector<TensorSpec> qkv_bias;  // one matmul for q, k and v
     if (c.qkv_bias) {
-      ASSIGN_OR_RETURN(at::Tensor bq, take(LayerName(i, "self_attn.q_proj.bias"), {c.q_dim()}));
-      ASSIGN_OR_RETURN(at::Tensor bk, take(LayerName(i, "self_attn.k_proj.bias"), {c.kv_dim()}));
-      ASSIGN_OR_RETURN(at::Tensor bv, take(LayerName(i, "self_attn.v_proj.bias"), {c.kv_dim()}));
-      L.bqkv = at::cat({bq, bk, bv}, 0);
+      qkv_bias = {spec("self_attn.q_proj.bias", {c.q_dim()}), spec("self_attn.k_proj.bias", {c.kv_dim()}),
+                  spec("self_attn.v_proj.bias", {c.kv_dim()})};
     }
-    ASSIGN_OR_RETURN(L.wo, take(LayerName(i, "self_attn.o_proj.weight"), {Hd, c.q_dim()}));
-    if (c.o_bias) {
-      ASSIGN_OR_RETURN(L.bo, take(LayerName(i, "self_attn.o_proj.bias"), {Hd}));
-    }
+    ASSIGN_OR_RETURN(L.wqkv, LoadLinear(w, plan,
+                                        {spec("self_attn.q_proj.weight", {c.q_dim(), Hd}),
+                                         spec("self_attn.k_proj.weight", {c.kv_dim(), Hd}),
+                                         spec("self_attn.v_proj.weight", {c.kv_dim(), Hd})},
+                                        qkv_bias));
+    std::vector<TensorSpec> o_bias;
+    if (c.o_bias) o_bias = {spec("self_attn.o_proj.bias", {Hd})};
+    ASSIGN_OR_RETURN(L.wo, LoadLinear(w, plan, {spec("self_attn.o_proj.weight", {Hd, c.q_dim()})}, o_bias));
     if (c.qk_norm) {
       ASSIGN_OR_RETURN(L.q_norm, take(LayerName(i, "self_attn.q_norm.weight"), {c.head_dim}));
       ASSIGN_OR_RETURN(L.k_norm, take(LayerName(i, "self_attn.k_norm.weight"), {c.head_dim}));
     }
-    const int64_t F = c.intermediate_size;
-    ASSIGN_OR_RETURN(at::Tensor wg, take(LayerName(i, "mlp.gate_proj.weight"), {F, Hd}));
-    ASSIGN_OR_RETURN(at::Tensor wu, take(LayerName(i, "mlp.up_proj.weight"), {F, Hd}));
-    L.w_gate_up = at::cat({wg, wu}, 0).contiguous();  // one matmul for gate and up
-    ASSIGN_OR_RETURN(L.w_down, take(LayerName(i, "mlp.down_proj.weight"), {Hd, F}));
+    ASSIGN_OR_RETURN(L.w_gate_up, LoadLinear(w, plan, {spec("mlp.gate_proj.weight", {F, Hd}),  // one matmul
+                                                       spec("mlp.up_proj.weight", {F, Hd})}));
+    ASSIGN_OR_RETURN(L.w_down, LoadLinear(w, plan, {spec("mlp.down_proj.weight", {Hd, F})}));
   }
   // Loaded-weights check: a tensor the model never asked for means a wrong architecture or file.
   std::vector<std::string> unused = w.Unused();
@@ -110,14 +106,36 @@ void CausalLM::SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::op
 
 int64_t CausalLM::ParameterCount() const {
   int64_t n = embed_.numel() + final_norm_.numel();
-  if (!lm_head_.is_same(embed_)) n += lm_head_.numel();
+  if (!tied_head_) n += lm_head_.numel();
   for (const Layer& L : layers_) {
-    for (const at::Tensor* t : {&L.attn_norm, &L.wqkv, &L.bqkv, &L.wo, &L.bo, &L.q_norm, &L.k_norm, &L.ffn_norm,
-                                &L.w_gate_up, &L.w_down}) {
+    for (const at::Tensor* t : {&L.attn_norm, &L.q_norm, &L.k_norm, &L.ffn_norm}) {
       if (t->defined()) n += t->numel();
     }
+    for (const LinearWeight* l : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) n += l->numel();
   }
   return n;
+}
+
+int64_t CausalLM::WeightBytes() const {
+  auto size = [](const at::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; };
+  int64_t n = embed_.bytes() + size(final_norm_);
+  // A tied dense head shares the table's storage; a tied quantised head is its own copy.
+  if (!tied_head_ || embed_.quantized()) n += lm_head_.bytes();
+  for (const Layer& L : layers_) {
+    n += size(L.attn_norm) + size(L.q_norm) + size(L.k_norm) + size(L.ffn_norm);
+    for (const LinearWeight* l : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) n += l->bytes();
+  }
+  return n;
+}
+
+std::string CausalLM::WeightFormatSummary() const {
+  std::string f = layers_.empty() ? WeightFormatName(lm_head_.format()) : WeightFormatName(layers_[0].wqkv.format());
+  for (const Layer& L : layers_) {
+    for (const LinearWeight* l : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) {
+      if (f != WeightFormatName(l->format())) return "mixed";
+    }
+  }
+  return f;
 }
 
 int64_t CausalLM::StateBytesAt(int64_t tokens) const {
@@ -189,7 +207,7 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
   const ModelConfig& c = config_;
   const Layer& L = layers_[li];
   const int64_t N = h.size(0), H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
-  at::Tensor qkv = at::linear(h, L.wqkv, L.bqkv);  // [N, (H + 2 Hkv) D]
+  at::Tensor qkv = L.wqkv.Forward(h);  // [N, (H + 2 Hkv) D]
   at::Tensor q = qkv.narrow(1, 0, H * D).view({N, H, D});
   at::Tensor k = qkv.narrow(1, H * D, Hkv * D).view({N, Hkv, D});
   at::Tensor v = qkv.narrow(1, (H + Hkv) * D, Hkv * D).view({N, Hkv, D});
@@ -252,7 +270,7 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
     outs.push_back(o);
   }
   at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
-  return at::linear(attn, L.wo, L.bo);
+  return L.wo.Forward(attn);
 }
 
 at::Tensor CausalLM::ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<at::Tensor>* logits) {
@@ -274,13 +292,13 @@ at::Tensor CausalLM::ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<
   at::Tensor positions = at::tensor(pos, lopt).to(options_.device);
   auto [cos, sin] = RopeCosSin(inv_freq_, positions, options_.dtype);
 
-  at::Tensor x = embed_.index_select(0, tokens);  // [N, hidden]
+  at::Tensor x = embed_.Lookup(tokens, options_.dtype);  // [N, hidden]
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const Layer& L = layers_[li];
     x = x + AttentionBlock(li, RmsNorm(x, L.attn_norm, c.rms_eps), cos, sin, inputs, offsets, num_decode);
-    at::Tensor gu = at::linear(RmsNorm(x, L.ffn_norm, c.rms_eps), L.w_gate_up);  // [N, 2F]
+    at::Tensor gu = L.w_gate_up.Forward(RmsNorm(x, L.ffn_norm, c.rms_eps));  // [N, 2F]
     const int64_t F = c.intermediate_size;
-    x = x + at::linear(at::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F), L.w_down);
+    x = x + L.w_down.Forward(at::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F));
   }
   // Only the rows whose logits are wanted go through the (vocab-sized) head.
   std::vector<at::Tensor> rows;
@@ -289,7 +307,7 @@ at::Tensor CausalLM::ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<
     rows.push_back(inputs[s].all_logits ? x.narrow(0, offsets[s], T) : x.narrow(0, offsets[s + 1] - 1, 1));
   }
   at::Tensor sel = RmsNorm(rows.size() == 1 ? rows[0] : at::cat(rows, 0), final_norm_, c.rms_eps);
-  at::Tensor all = at::linear(sel, lm_head_).to(at::kFloat).to(at::kCPU);
+  at::Tensor all = lm_head_.Forward(sel).to(at::kFloat).to(at::kCPU);
   int64_t r = 0;
   for (size_t s = 0; s < inputs.size(); ++s) {
     const int64_t n = rows[s].size(0);

@@ -6,12 +6,15 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
 
 #include "absl/status/statusor.h"
+#include "core/model/embedding_table.h"
 #include "core/model/hybrid_layer.h"
+#include "core/model/linear_weight.h"
 #include "core/model/model_config.h"
 #include "core/model/ops.h"
 #include "core/model/sequence_state.h"
@@ -25,6 +28,9 @@ struct ModelOptions {
   at::ScalarType dtype = at::kFloat;  // weights + activations: kFloat, kBFloat16 or kHalf (memory S is fp32)
   at::Device device = at::kCPU;       // where weights, states and activations live
   AttentionImpl attention = AttentionImpl::kSdpa;  // softmax attention: fused SDPA, or the exact reference
+  // Storage of the linear weights and the embedding table (core/model/weight_loader.h): kDtype = dense
+  // `dtype`; kAuto keeps a GGUF tensor's precision class on CPU (Q4 -> int4, Q8_0 -> int8, floats -> dtype).
+  WeightFormat weights = WeightFormat::kDtype;
 };
 
 struct ForwardInput {
@@ -42,6 +48,10 @@ class CausalLM {
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
   int64_t ParameterCount() const;
+  // Bytes held by the weights as stored at run time (packed int4/int8 + scales, or dense).
+  int64_t WeightBytes() const;
+  // The format of the layer linears ("int4", "int8", "f32", ...; "mixed" if they differ), for reports.
+  std::string WeightFormatSummary() const;
 
   // Bytes of a SequenceState that has processed `tokens` tokens (equals SequenceState::ByteSize()).
   int64_t StateBytesAt(int64_t tokens) const;
@@ -63,7 +73,8 @@ class CausalLM {
 
  private:
   struct Layer {
-    at::Tensor attn_norm, wqkv, bqkv, wo, bo, q_norm, k_norm, ffn_norm, w_gate_up, w_down;
+    at::Tensor attn_norm, q_norm, k_norm, ffn_norm;
+    LinearWeight wqkv, wo, w_gate_up, w_down;  // q|k|v and gate|up fused by rows; biases inside
   };
   CausalLM(ModelConfig config, ModelOptions options) : config_(std::move(config)), options_(options) {}
   absl::Status Load(WeightSource& weights);
@@ -74,7 +85,10 @@ class CausalLM {
 
   ModelConfig config_;
   ModelOptions options_;
-  at::Tensor embed_, final_norm_, lm_head_, inv_freq_;
+  EmbeddingTable embed_;
+  LinearWeight lm_head_;
+  bool tied_head_ = false;
+  at::Tensor final_norm_, inv_freq_;
   std::vector<Layer> layers_;
   std::vector<std::optional<int64_t>> windows_;
   std::vector<int64_t> sinks_;

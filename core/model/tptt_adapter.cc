@@ -367,6 +367,12 @@ class LoraWeights : public WeightSource {
   LoraWeights(std::unique_ptr<WeightSource> base, std::map<std::string, at::Tensor> delta)
       : base_(std::move(base)), delta_(std::move(delta)) {}
   bool Has(const std::string& n) const override { return base_->Has(n); }
+  std::optional<GgmlType> StoredType(const std::string& n) const override { return base_->StoredType(n); }
+  // Blocks pass through only for tensors without a LoRA delta (the others need the float merge of Take).
+  absl::StatusOr<RawTensor> TakeRaw(const std::string& n) override {
+    if (delta_.count(n)) return absl::UnimplementedError(absl::StrCat(n, " has a LoRA delta: no raw access"));
+    return base_->TakeRaw(n);
+  }
   absl::StatusOr<at::Tensor> Take(const std::string& n) override {
     ASSIGN_OR_RETURN(at::Tensor w, base_->Take(n));
     auto it = delta_.find(n);

@@ -1,5 +1,6 @@
 #include "core/model/weight_source.h"
 
+#include <cstring>
 #include <regex>
 
 #include "absl/strings/str_cat.h"
@@ -76,6 +77,42 @@ class GgufWeights : public WeightSource {
     }
     used_.insert(info->name);
     return FromFloats(std::move(data), shape);
+  }
+
+  std::optional<GgmlType> StoredType(const std::string& hf) const override {
+    std::string g = GgufName(hf);
+    const GgufTensorInfo* info = g.empty() ? nullptr : file_->FindTensor(g);
+    if (info == nullptr) return std::nullopt;
+    return info->type;
+  }
+
+  absl::StatusOr<RawTensor> TakeRaw(const std::string& hf) override {
+    std::string g = GgufName(hf);
+    const GgufTensorInfo* info = g.empty() ? nullptr : file_->FindTensor(g);
+    if (info == nullptr) {
+      return absl::NotFoundError(absl::StrCat(file_->path(), ": missing tensor ", g.empty() ? hf : g));
+    }
+    if (info->shape.size() > 2) return absl::InvalidArgumentError(absl::StrCat(info->name, ": raw access is 2-D only"));
+    RawTensor raw;
+    raw.type = info->type;
+    raw.shape.assign(info->shape.rbegin(), info->shape.rend());
+    const int64_t rows = raw.shape.size() > 1 ? raw.shape[0] : 1;
+    const size_t row_bytes = info->nbytes / static_cast<size_t>(rows);
+    const uint8_t* src = file_->data(*info);
+    raw.bytes.assign(src, src + info->nbytes);
+    if (config_.gguf_qk_permuted && (hf.find("q_proj") != std::string::npos ||
+                                     hf.find("k_proj") != std::string::npos)) {
+      // Row r of the result is source row perm[r]: UnpermuteQK applied to the row indices themselves.
+      const int heads = hf.find("q_proj") != std::string::npos ? config_.num_heads : config_.num_kv_heads;
+      std::vector<float> perm(rows);
+      for (int64_t r = 0; r < rows; ++r) perm[r] = static_cast<float>(r);
+      UnpermuteQK(perm.data(), rows, 1, heads);
+      for (int64_t r = 0; r < rows; ++r) {
+        std::memcpy(raw.bytes.data() + r * row_bytes, src + static_cast<int64_t>(perm[r]) * row_bytes, row_bytes);
+      }
+    }
+    used_.insert(info->name);
+    return raw;
   }
 
   std::vector<std::string> Unused() const override {

@@ -3,6 +3,9 @@
 #include "core/runtime/device.h"
 
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,6 +94,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
   ModelOptions mo;
   ASSIGN_OR_RETURN(mo.device, ParseDevice(opt.device));
   ASSIGN_OR_RETURN(mo.dtype, ParseDtype(opt.dtype, mo.device));
+  ASSIGN_OR_RETURN(mo.weights, ParseWeightFormat(opt.weights));
   const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::thread::hardware_concurrency());
   KeepBlasSingleThreaded();
   at::set_num_threads(std::max(1, threads));
@@ -126,6 +130,12 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
     return absl::InvalidArgumentError("--mu needs --tptt");
   }
   ASSIGN_OR_RETURN(rt->model, CausalLM::Create(rt->config, *weights, mo));
+  weights.reset();  // unmaps the file
+#ifdef __GLIBC__
+  // Loading made and freed float copies of every tensor (dequantised, then packed); glibc keeps such
+  // freed heap memory by default. Returning it makes resident memory reflect the packed weights.
+  malloc_trim(0);
+#endif
   if (adapter) {
     RETURN_IF_ERROR(ApplyTptt(*rt->model, *adapter, opt.mu_override));
     rt->adapter = std::make_shared<TpttAdapter>(std::move(*adapter));

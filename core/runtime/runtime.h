@@ -20,6 +20,9 @@ struct LoadOptions {
   std::string tptt_dir;     // TPTT adapter folder; empty = plain model
   std::string dtype = "auto";   // "auto" (bfloat16 on CUDA, float32 on CPU) | "float32" | "bfloat16" | "float16"
   std::string device = "auto";  // "auto" (cuda:0 when LibTorch has CUDA and sees a GPU, else CPU) | "cpu" | "cuda[:N]"
+  // Linear/embedding weight storage: "dtype" (dense in dtype) | "auto" | "f32" | "bf16" | "int8" | "int4"
+  // (core/model/weight_loader.h).
+  std::string weights = "dtype";
   int threads = 0;          // intra-op threads; 0 = all cores
   // Adapter override (tests, ablations): every mu forced to this value (0 = softmax branch alone).
   std::optional<double> mu_override;

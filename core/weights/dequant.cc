@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/common/status.h"
 #include "core/weights/half.h"
@@ -194,6 +195,52 @@ absl::Status Dequantize(GgmlType type, const uint8_t* src, size_t src_bytes, int
         absl::StrFormat("unsupported tensor type %u", static_cast<uint32_t>(type)));
   }
   for (int64_t i = 0; i < blocks; ++i) fn(src + i * bb, dst + i * bs);
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status CheckBlocks(GgmlType type, size_t src_bytes, int64_t n) {
+  if (n < 0 || n % 32 != 0) return absl::InvalidArgumentError(absl::StrFormat("%d elements: not whole blocks", n));
+  ASSIGN_OR_RETURN(size_t need, GgmlTensorBytes(type, n));
+  if (src_bytes < need) {
+    return absl::OutOfRangeError(absl::StrFormat("%s: %d elements need %d bytes, got %d", GgmlTypeName(type), n,
+                                                 need, src_bytes));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SplitQ4Blocks(GgmlType type, const uint8_t* src, size_t src_bytes, int64_t n, uint8_t* q, float* d,
+                           float* m) {
+  if (type != GgmlType::kQ4_0 && type != GgmlType::kQ4_1) {
+    return absl::InvalidArgumentError(absl::StrCat("not a Q4_0/Q4_1 tensor: ", GgmlTypeName(type)));
+  }
+  RETURN_IF_ERROR(CheckBlocks(type, src_bytes, n));
+  const bool has_min = type == GgmlType::kQ4_1;
+  const size_t bb = GgmlBlockBytes(type);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const uint8_t* blk = src + b * bb;
+    d[b] = HalfToFloat(LoadU16(blk));
+    m[b] = has_min ? HalfToFloat(LoadU16(blk + 2)) : -8.0f * d[b];
+    const uint8_t* qs = blk + (has_min ? 4 : 2);
+    uint8_t* out = q + b * 32;
+    for (int j = 0; j < 16; ++j) {
+      out[j] = qs[j] & 0x0f;
+      out[j + 16] = qs[j] >> 4;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SplitQ8_0Blocks(const uint8_t* src, size_t src_bytes, int64_t n, int8_t* q, float* d) {
+  RETURN_IF_ERROR(CheckBlocks(GgmlType::kQ8_0, src_bytes, n));
+  const size_t bb = GgmlBlockBytes(GgmlType::kQ8_0);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    d[b] = HalfToFloat(LoadU16(src + b * bb));
+    std::memcpy(q + b * 32, src + b * bb + 2, 32);
+  }
   return absl::OkStatus();
 }
 

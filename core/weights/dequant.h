@@ -14,6 +14,15 @@ namespace titand {
 // nothing is read. Results follow ggml's reference dequantisation (float32 arithmetic).
 absl::Status Dequantize(GgmlType type, const uint8_t* src, size_t src_bytes, int64_t n, float* dst);
 
+// The parts of Q4_0 / Q4_1 blocks (what core/model/linear_weight.h repacks into int4 losslessly): element e
+// of block b is x = d[b] * q[e] + m[b] with q[e] in 0..15; Q4_1 stores d and m (fp16), Q4_0 stores d and
+// means d * (q - 8), so m = -8d (exact in float32). n elements: q gets n bytes, d and m n/32 floats each.
+// INVALID_ARGUMENT for another type or n not a multiple of 32; OUT_OF_RANGE if src_bytes is too short.
+absl::Status SplitQ4Blocks(GgmlType type, const uint8_t* src, size_t src_bytes, int64_t n, uint8_t* q, float* d,
+                           float* m);
+// The parts of Q8_0 blocks: x = d[b] * q[e], q int8. n elements: q gets n values, d n/32 floats.
+absl::Status SplitQ8_0Blocks(const uint8_t* src, size_t src_bytes, int64_t n, int8_t* q, float* d);
+
 // llama.cpp's convert_hf_to_gguf permutes the rows of q/k projections inside each head so that the
 // interleaved RoPE (pairs 2j, 2j+1) equals HF's rotate-half RoPE (pairs j, j + D/2). With D = head_dim
 // = rows / n_head, half = D/2, i in {0,1}, j in [0, half):
