@@ -151,7 +151,11 @@ def agreement(res):
     ids = {n: r["single"]["runs"][0]["ids"] for n, r in res.items() if r.get("single")}
     out = ["First greedy ids of the first single-stream prompt (same prompt for all):"]
     out += [f"- {n}: {' '.join(map(str, v))}" for n, v in ids.items()]
-    if "titand-base" in ids and "transformers" in ids:
+    args = res.get("titand-base", {}).get("args", [])
+    quantized = "--weights" in args and args[args.index("--weights") + 1] not in ("f32", "dtype")
+    if "titand-base" in ids and "transformers" in ids and not quantized:
         same = ids["titand-base"] == ids["transformers"]
         out.append(f"- titand-base {'matches' if same else 'DIFFERS from'} Transformers (both float32 from the GGUF)")
+    elif quantized:
+        out.append("- titand-base runs quantized weights (--weights): its ids may differ from Transformers' float32")
     return out
