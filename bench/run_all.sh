@@ -21,4 +21,7 @@ if [ -f $ADAPTER/tptt_config.json ]; then
   .venv/bin/python tools/train_tptt.py --eval-only --adapter $ADAPTER --eval-ctx 1024 --eval-windows 8 \
     --threads 2 2>&1 | tee "$OUT/perplexity.log" | tail -5
 fi
+echo "== server overhead per token vs the bare runtime; sampler time per call"
+.venv/bin/python bench/bench_server_overhead.py --rounds 3 --reps 3 --max-tokens 64 --out "$OUT/server_overhead.json" >/dev/null
+build/bin/bench_sampler >"$OUT/sampler.json"
 echo "results in $OUT"

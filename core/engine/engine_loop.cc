@@ -24,6 +24,29 @@
 #include "core/tokenizer/prompt_builder.h"
 
 namespace titand {
+namespace {
+
+// The last logits row of each output i with sample[i], on the host as contiguous fp32 [vocab] in rows[i].
+// CPU fp32 rows are used in place (no copy); other devices/dtypes are stacked and moved in ONE copy per
+// step (one device-to-host transfer for the whole batch, not one per sequence).
+void HostLogits(const std::vector<at::Tensor>& out, const std::vector<bool>& sample, std::vector<at::Tensor>& rows) {
+  std::vector<at::Tensor> last;
+  std::vector<size_t> which;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!sample[i]) continue;
+    last.push_back(out[i][-1]);
+    which.push_back(i);
+  }
+  if (last.empty()) return;
+  if (last[0].device().is_cpu() && last[0].scalar_type() == at::kFloat) {
+    for (size_t j = 0; j < last.size(); ++j) rows[which[j]] = last[j].contiguous();
+    return;
+  }
+  const at::Tensor host = at::stack(last).to(at::kCPU, at::kFloat).contiguous();
+  for (size_t j = 0; j < which.size(); ++j) rows[which[j]] = host[j];
+}
+
+}  // namespace
 
 bool EngineImpl::Intake() {
   std::deque<std::unique_ptr<LiveRequest>> in;
@@ -165,9 +188,10 @@ void EngineImpl::RunStep(const StepPlan& plan) {
   std::vector<at::Tensor> rows(in.size());
   try {
     out = rt_->model->Forward(in);
-    // Logits rows on the host as fp32 [vocab].
-    for (size_t i = 0; out.ok() && i < in.size(); ++i) {
-      if (slots[i].sample) rows[i] = (*out)[i][-1].to(at::kCPU, at::kFloat).contiguous();
+    if (out.ok()) {
+      std::vector<bool> sample(slots.size());
+      for (size_t i = 0; i < slots.size(); ++i) sample[i] = slots[i].sample;
+      HostLogits(*out, sample, rows);
     }
   } catch (const c10::Error& e) {
     out = absl::InternalError(absl::StrCat("model forward failed: ", e.what_without_backtrace()));
