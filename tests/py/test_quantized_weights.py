@@ -2,12 +2,14 @@
 
 The drift of the actual next tokens' log-probabilities from float32 weights, and top-1 agreement, on
 425 tokens of prose/code (a CPython docs slice test_forward does not score), measured by
-tests/tools/weights_drift.cc; int4 also against Transformers' own float32 model. Measured on this text
-(BENCHMARKS.md, issue 9): mean / max |dlogp|, top-1 agreement
-  int8 (every linear requantised per channel)               0.086 / 0.63 / 95.0%
-  int4 (every linear + the LM head requantised, group 32)   0.257 / 1.77 / 85.1%
-  auto (Q4_1 linears repacked as int4, Q8_0 head as int8)   0.055 / 0.32 / 96.9%
-The bounds sit ~1.5x above (agreement ~3 points below), so a real accuracy regression fails them.
+tests/tools/weights_drift.cc (pieces of 64 tokens, so int8 runs its weight-only kernel as in decode); int4
+also against Transformers' own float32 model. Measured on this text (BENCHMARKS.md, issue 9): mean / max
+|dlogp|, top-1 agreement
+  int8 (every linear requantised per channel)               0.088 / 0.63 / 95.5%
+  int4 (every linear + the LM head requantised, group 32)   0.256 / 1.77 / 84.4%
+  auto (Q4_1 linears repacked as int4, Q8_0 head as int8)   0.052 / 0.32 / 97.2%
+  (bf16 dense weights, for scale: 0.031 / 0.23 / 97.4%)
+The bounds sit ~1.5x above (agreement 2-4 points below), so a real accuracy regression fails them.
 """
 import subprocess
 
@@ -17,7 +19,7 @@ from conftest import binary, hf_gguf_model, run_json
 from test_forward import corpus_text, hf_logprobs, score
 
 # (mean |dlogp|, max |dlogp|, top-1 agreement) bounds per --weights value.
-BOUNDS = {"int8": (0.13, 1.0, 0.92), "int4": (0.38, 2.7, 0.82), "auto": (0.085, 0.5, 0.94)}
+BOUNDS = {"int8": (0.13, 1.0, 0.92), "int4": (0.38, 2.7, 0.80), "auto": (0.08, 0.5, 0.94)}
 
 
 def check(d, fmt):

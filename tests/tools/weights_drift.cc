@@ -1,11 +1,12 @@
 // weights_drift: how far quantised weights move a model's next-token predictions from float32 weights.
-//   weights_drift --model M --text-file F [--formats int8,int4,auto] [--threads N]
-// Scores the text (tokenised without BOS) once per weight format, all positions in one forward, and
+//   weights_drift --model M --text-file F [--formats int8,int4,auto] [--threads N] [--chunk 64]
+// Scores the text (tokenised without BOS) once per weight format, in pieces of --chunk tokens, and
 // prints JSON: tokens, and per format the mean and max |log p - log p_f32| of the actual next tokens,
 // the share of positions whose top-1 token equals float32's, and the run-time weight bytes.
 // Used by tests/py/test_quantized_weights.py and for the figures in BENCHMARKS.md (issue 9).
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -33,19 +34,26 @@ struct Scored {
   std::string format;
 };
 
-absl::StatusOr<Scored> Run(LoadOptions lo, const std::string& weights, const std::string& text) {
+// Scores in pieces of `chunk` tokens (the state carries over), so the matmuls see as many rows as a
+// chunked prefill or a batched decode step does (int8 switches to a float GEMM from 128 rows).
+absl::StatusOr<Scored> Run(LoadOptions lo, const std::string& weights, const std::string& text, int64_t chunk) {
   lo.weights = weights;
   ASSIGN_OR_RETURN(auto rt, LoadRuntime(lo));
-  std::vector<ForwardInput> in(1);
-  in[0].tokens = rt->tokenizer->EncodeText(text, /*parse_special=*/false);
-  SequenceState st = rt->model->NewState();
-  in[0].state = &st;
-  in[0].all_logits = true;
-  const int64_t T = static_cast<int64_t>(in[0].tokens.size());
+  const std::vector<int32_t> toks = rt->tokenizer->EncodeText(text, /*parse_special=*/false);
+  const int64_t T = static_cast<int64_t>(toks.size());
   if (T < 2) return absl::InvalidArgumentError("text too short");
-  at::Tensor ids = at::tensor(std::vector<int64_t>(in[0].tokens.begin(), in[0].tokens.end()));
-  ASSIGN_OR_RETURN(auto logits, rt->model->Forward(in));
-  return Scored{at::log_softmax(logits[0].narrow(0, 0, T - 1), -1), ids.narrow(0, 1, T - 1),
+  SequenceState st = rt->model->NewState();
+  std::vector<at::Tensor> parts;
+  for (int64_t off = 0; off < T; off += chunk) {
+    std::vector<ForwardInput> in(1);
+    in[0].tokens.assign(toks.begin() + off, toks.begin() + std::min(T, off + chunk));
+    in[0].state = &st;
+    in[0].all_logits = true;
+    ASSIGN_OR_RETURN(auto logits, rt->model->Forward(in));
+    parts.push_back(logits[0]);
+  }
+  at::Tensor ids = at::tensor(std::vector<int64_t>(toks.begin(), toks.end()));
+  return Scored{at::log_softmax(at::cat(parts, 0).narrow(0, 0, T - 1), -1), ids.narrow(0, 1, T - 1),
                 rt->model->WeightBytes(), rt->model->WeightFormatSummary()};
 }
 
@@ -72,12 +80,13 @@ int main(int argc, char** argv) {
   }
   std::stringstream ss;
   ss << f.rdbuf();
-  ASSIGN_OR_DIE(ref, Run(lo, "f32", ss.str()));
+  const int64_t chunk = std::stoll(Arg(argc, argv, "chunk", "64"));
+  ASSIGN_OR_DIE(ref, Run(lo, "f32", ss.str(), chunk));
   const int64_t T = ref.logp.size(0) + 1;
   nlohmann::json out = {{"tokens", T}, {"f32_weight_bytes", ref.bytes}};
   auto at_next = [](const Scored& s) { return s.logp.gather(1, s.next.unsqueeze(1)).squeeze(1); };
   for (absl::string_view fmt : absl::StrSplit(Arg(argc, argv, "formats", "int8,int4"), ',', absl::SkipEmpty())) {
-    ASSIGN_OR_DIE(q, Run(lo, std::string(fmt), ss.str()));
+    ASSIGN_OR_DIE(q, Run(lo, std::string(fmt), ss.str(), chunk));
     at::Tensor d = (at_next(q) - at_next(ref)).abs();
     out[std::string(fmt)] = {
         {"format", q.format},
