@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <iostream>
 #include <thread>
 
@@ -23,30 +22,11 @@
 #include "core/runtime/device.h"
 #include "core/runtime/generate.h"
 #include "core/runtime/runtime.h"
+#include "bench/bench_args.h"
 #include "nlohmann/json.hpp"
 
 using namespace titand;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
-std::string Arg(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return def;
-}
-
-double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-// CPU seconds used by the whole process (every thread) so far.
-double ProcessCpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
-}
-
-}  // namespace
+using namespace titand::bench;
 
 int main(int argc, char** argv) {
   LoadOptions lo;

@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <map>
 #include <chrono>
-#include <ctime>
 #include <fstream>
 #include <iostream>
 
@@ -26,10 +25,11 @@
 #include "core/model/sink_attention.h"
 #include "core/runtime/device.h"
 #include "core/runtime/runtime.h"
+#include "bench/bench_args.h"
 #include "nlohmann/json.hpp"
 
 using namespace titand;
-using Clock = std::chrono::steady_clock;
+using namespace titand::bench;
 
 namespace {
 
@@ -43,14 +43,6 @@ double RssMiB() {
   return -1;
 }
 
-std::string Arg(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return def;
-}
-
-double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 // A state that has seen `ctx` tokens, with random contents.
 SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
@@ -72,13 +64,6 @@ SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
   return s;
 }
 
-// CPU seconds used by this process so far (all threads). On a shared machine, CPU time per token at
-// --threads 1 is a steadier cost measure than wall time (other jobs stretch wall time, not our CPU time).
-double CpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 double g_decode_cpu_s = 0;  // CPU seconds per step of the last DecodeSeconds call
 
 // Seconds per decode step of all `states` together (each step returns logits on the host: synchronised).
@@ -93,7 +78,7 @@ double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps)
     std::exit(1);
   }
   const auto t0 = Clock::now();
-  const double c0 = CpuSeconds();
+  const double c0 = ProcessCpuSeconds();
   for (int i = 0; i < steps; ++i) {
     for (auto& x : in) x.tokens = {static_cast<int32_t>(100 + i)};
     auto r = m.Forward(in);
@@ -102,7 +87,7 @@ double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps)
       std::exit(1);
     }
   }
-  g_decode_cpu_s = (CpuSeconds() - c0) / steps;
+  g_decode_cpu_s = (ProcessCpuSeconds() - c0) / steps;
   return Seconds(t0, Clock::now()) / steps;
 }
 
@@ -213,7 +198,7 @@ int main(int argc, char** argv) {
     in[0].tokens = toks;
     in[0].state = &s;
     const auto t0 = Clock::now();
-    const double c0 = CpuSeconds();
+    const double c0 = ProcessCpuSeconds();
     auto r = m.Forward(in);
     if (!r.ok()) {
       std::cerr << "bench_runtime: prefill failed: " << r.status().message() << "\n";
@@ -223,7 +208,7 @@ int main(int argc, char** argv) {
     if (rep == 1) {
       out["prefill_tokens"] = prefill;
       out["prefill_tokens_per_s"] = prefill / sec;
-      out["prefill_cpu_ms_per_token"] = (CpuSeconds() - c0) * 1000 / prefill;
+      out["prefill_cpu_ms_per_token"] = (ProcessCpuSeconds() - c0) * 1000 / prefill;
       out["decode_tokens_per_s_after_prefill"] = 1.0 / DecodeSeconds(m, {&s}, decode);
       out["decode_cpu_ms_per_token_after_prefill"] = g_decode_cpu_s * 1000;
       out["decode_tokens"] = decode;

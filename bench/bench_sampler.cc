@@ -13,19 +13,14 @@
 #include <vector>
 
 #include "core/sampling/sampler.h"
+#include "bench/bench_args.h"
 #include "nlohmann/json.hpp"
 
 using namespace titand;
-using Clock = std::chrono::steady_clock;
+using namespace titand::bench;
 
 namespace {
 
-std::string Arg(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return def;
-}
 
 struct Config {
   const char* name;
