@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "tests/unit/testing/model_runs.h"
 #include "tests/unit/testing/tiny_model.h"
 
 namespace titand {
@@ -32,18 +33,7 @@ std::vector<int32_t> Tokens(int n, int seed) {
 
 // Logits of every token of `ids` fed in pieces of `piece` tokens.
 at::Tensor RunAlone(CausalLM& m, const std::vector<int32_t>& ids, size_t piece) {
-  SequenceState st = m.NewState();
-  std::vector<at::Tensor> rows;
-  for (size_t off = 0; off < ids.size(); off += piece) {
-    std::vector<ForwardInput> in(1);
-    in[0].tokens.assign(ids.begin() + off, ids.begin() + std::min(ids.size(), off + piece));
-    in[0].state = &st;
-    in[0].all_logits = true;
-    auto out = m.Forward(in);
-    EXPECT_TRUE(out.ok()) << out.status();
-    rows.push_back((*out)[0]);
-  }
-  return at::cat(rows, 0);
+  return testing::RunPieces(m, ids, {piece});
 }
 
 TEST(CausalLM, BatchedPrefillAndDecodeEqualEachSequenceAlone) {
@@ -53,29 +43,10 @@ TEST(CausalLM, BatchedPrefillAndDecodeEqualEachSequenceAlone) {
   std::vector<std::vector<int32_t>> seqs;
   for (int s = 0; s < 4; ++s) seqs.push_back(Tokens(prompt_len[s] + decode_steps, s + 1));
 
-  std::vector<SequenceState> states(4);
-  for (auto& st : states) st = m->NewState();
-  std::vector<at::Tensor> batched_rows(4);
   // Prefill all four prompts in one batch, then decode all four together step by step.
-  std::vector<ForwardInput> in(4);
-  for (int s = 0; s < 4; ++s) {
-    in[s].tokens.assign(seqs[s].begin(), seqs[s].begin() + prompt_len[s]);
-    in[s].state = &states[s];
-    in[s].all_logits = true;
-  }
-  auto out = m->Forward(in);
-  ASSERT_TRUE(out.ok()) << out.status();
-  for (int s = 0; s < 4; ++s) batched_rows[s] = (*out)[s];
-  for (int step = 0; step < decode_steps; ++step) {
-    std::vector<ForwardInput> dec(4);
-    for (int s = 0; s < 4; ++s) {
-      dec[s].tokens = {seqs[s][prompt_len[s] + step]};
-      dec[s].state = &states[s];
-    }
-    auto o = m->Forward(dec);
-    ASSERT_TRUE(o.ok()) << o.status();
-    for (int s = 0; s < 4; ++s) batched_rows[s] = at::cat({batched_rows[s], (*o)[s]}, 0);
-  }
+  std::vector<SequenceState> states;
+  std::vector<at::Tensor> batched_rows = testing::PrefillThenDecodeTogether(*m, seqs, prompt_len, &states);
+  ASSERT_EQ(batched_rows.size(), 4u);
   for (int s = 0; s < 4; ++s) {
     at::Tensor alone = RunAlone(*m, seqs[s], 1000);
     ASSERT_EQ(alone.sizes(), batched_rows[s].sizes());

@@ -9,10 +9,14 @@
 #include <gtest/gtest.h>
 
 #include "core/model/causal_lm.h"
+#include "tests/unit/testing/model_runs.h"
 #include "tests/unit/testing/tiny_model.h"
 
 namespace titand {
 namespace {
+
+using testing::PrefillThenDecodeTogether;
+using testing::RunPieces;
 
 constexpr int64_t kWindow = 5, kSinks = 3;
 
@@ -44,25 +48,6 @@ std::vector<int32_t> Tokens(int n, int seed) {
   return t;
 }
 
-// Logits of every token fed in the given piece sizes (the last piece repeats until the end).
-at::Tensor RunPieces(CausalLM& m, const std::vector<int32_t>& ids, std::vector<size_t> pieces) {
-  SequenceState st = m.NewState();
-  std::vector<at::Tensor> rows;
-  size_t off = 0, k = 0;
-  while (off < ids.size()) {
-    const size_t n = std::min(ids.size() - off, pieces[std::min(k++, pieces.size() - 1)]);
-    std::vector<ForwardInput> in(1);
-    in[0].tokens.assign(ids.begin() + off, ids.begin() + off + n);
-    in[0].state = &st;
-    in[0].all_logits = true;
-    auto out = m.Forward(in);
-    EXPECT_TRUE(out.ok()) << out.status();
-    rows.push_back((*out)[0]);
-    off += n;
-  }
-  return at::cat(rows, 0);
-}
-
 float MaxDiff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<float>(); }
 
 TEST(SinkAttention, PiecesAcrossTheGapOpeningEqualAtOnce) {
@@ -80,31 +65,10 @@ TEST(SinkAttention, BatchedPrefillAndDecodeEqualEachSequenceAlone) {
   const std::vector<int> prompt = {1, 6, 8, 20};
   const int steps = 5;
   std::vector<std::vector<int32_t>> seqs;
+  for (int s = 0; s < 4; ++s) seqs.push_back(Tokens(prompt[s] + steps, s + 5));
   std::vector<SequenceState> st;
-  for (int s = 0; s < 4; ++s) {
-    seqs.push_back(Tokens(prompt[s] + steps, s + 5));
-    st.push_back(m->NewState());
-  }
-  std::vector<at::Tensor> rows(4);
-  std::vector<ForwardInput> in(4);
-  for (int s = 0; s < 4; ++s) {
-    in[s].tokens.assign(seqs[s].begin(), seqs[s].begin() + prompt[s]);
-    in[s].state = &st[s];
-    in[s].all_logits = true;
-  }
-  auto out = m->Forward(in);
-  ASSERT_TRUE(out.ok()) << out.status();
-  for (int s = 0; s < 4; ++s) rows[s] = (*out)[s];
-  for (int k = 0; k < steps; ++k) {
-    std::vector<ForwardInput> dec(4);
-    for (int s = 0; s < 4; ++s) {
-      dec[s].tokens = {seqs[s][prompt[s] + k]};
-      dec[s].state = &st[s];
-    }
-    auto o = m->Forward(dec);
-    ASSERT_TRUE(o.ok()) << o.status();
-    for (int s = 0; s < 4; ++s) rows[s] = at::cat({rows[s], (*o)[s]}, 0);
-  }
+  std::vector<at::Tensor> rows = PrefillThenDecodeTogether(*m, seqs, prompt, &st);
+  ASSERT_EQ(rows.size(), 4u);
   for (int s = 0; s < 4; ++s) EXPECT_LT(MaxDiff(RunPieces(*m, seqs[s], {1000}), rows[s]), 1e-5) << "sequence " << s;
 }
 
