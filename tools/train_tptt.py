@@ -115,9 +115,11 @@ class Checkpoint:
 
 
 def run_stage(name, model, params, batches, loss_fn, steps, lr, deadline, logf, jlog, log_every, ckpt,
-              ckpt_every, device, resume=None, progress=True, warmup=10):
+              ckpt_every, device, resume=None, progress=True, warmup=10, step_budget=None):
     """AdamW with linear warmup then cosine decay; stops at `steps` or at the wall-clock deadline.
-    ckpt(stage_state) is called every ckpt_every steps and at the end; resume is a saved stage_state."""
+    ckpt(stage_state) is called every ckpt_every steps and at the end; resume is a saved stage_state.
+    step_budget: a one-element list, the optimizer steps this process may still take (--stop-after); when it
+    runs out first, the stage is checkpointed as not done and the result has "interrupted": True."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     times, step = [], 0
     if resume is not None:
@@ -129,7 +131,11 @@ def run_stage(name, model, params, batches, loss_fn, steps, lr, deadline, logf, 
     model.train()
     bar = tqdm(total=steps, initial=step, desc=name, unit="step", dynamic_ncols=True, mininterval=2.0,
                disable=not progress)
+    interrupted = False
     while step < steps and time.time() < deadline:
+        if step_budget is not None and step_budget[0] <= 0:
+            interrupted = True
+            break
         frac = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
         for g in opt.param_groups:
             g["lr"] = lr * frac
@@ -142,6 +148,8 @@ def run_stage(name, model, params, batches, loss_fn, steps, lr, deadline, logf, 
         opt.step()
         times.append(time.time() - t0)
         step += 1
+        if step_budget is not None:
+            step_budget[0] -= 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % log_every == 0 or step == 1 or step == steps:
@@ -155,10 +163,11 @@ def run_stage(name, model, params, batches, loss_fn, steps, lr, deadline, logf, 
         if ckpt_every and step % ckpt_every == 0 and step < steps:
             ckpt(stage_state(False))
     bar.close()
-    ckpt(stage_state(True))
+    ckpt(stage_state(not interrupted))
     model.eval()
     steady = times[1:] if len(times) > 1 else times
-    return {"steps": step, "sec_per_step": (sum(steady) / len(steady)) if steady else None}
+    out = {"steps": step, "sec_per_step": (sum(steady) / len(steady)) if steady else None}
+    return {**out, "interrupted": True} if interrupted else out
 
 
 def pick_device(name: str) -> torch.device:
@@ -221,6 +230,9 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ap.add_argument("--ckpt-every", type=int, default=50, help="steps between checkpoints (0: stage ends only)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop after this many optimizer steps in this run (both stages), checkpointed, no adapter "
+                         "written: a planned interruption (split a run across sessions; tests --resume)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     ap.add_argument("--eval-only", action="store_true", help="held-out perplexity: base, untrained, --adapter")
     ap.add_argument("--adapter", help="adapter folder to evaluate with --eval-only")
@@ -311,7 +323,16 @@ def main(argv=None) -> int:
         log(f"held-out relative MSE: window only {report['window_only_rel_mse']:.5f}, "
             f"at init (mu={args.mu_init}) {report['init_rel_mse']:.5f}", logf)
     common = dict(logf=logf, jlog=jlog, log_every=args.log_every, ckpt=save_ckpt, ckpt_every=args.ckpt_every,
-                  device=device, progress=not args.no_progress)
+                  device=device, progress=not args.no_progress,
+                  step_budget=[args.stop_after] if args.stop_after > 0 else None)
+
+    def stopped(stage: str, result: dict) -> bool:
+        if not result.get("interrupted"):
+            return False
+        jlog({"time": time.time(), "event": "stopped", "stage": stage, "step": result["steps"]})
+        log(f"stopped in {stage} at step {result['steps']} (--stop-after {args.stop_after}); "
+            f"continue with the same arguments and --resume", logf)
+        return True
     s1_done = resumed is not None and (resumed["stage"] == "stage2" or resumed["done"])
     if s1_done and "stage1" not in report:
         report["stage1"] = {"steps": resumed["step"]}
@@ -321,6 +342,8 @@ def main(argv=None) -> int:
                                      lambda ids: transfer_loss(model, ids, args.chunk_size),
                                      args.stage1_steps, args.stage1_lr, t_start + budget * args.stage1_share,
                                      resume=resumed, **common)
+        if stopped("stage1", report["stage1"]):
+            return 0
         report["stage1"]["heldout_rel_mse"] = heldout_mse()
         log(f"stage1 held-out relative MSE {report['stage1']['heldout_rel_mse']:.5f}", logf)
         save_ckpt({"stage": "stage1", "step": report["stage1"]["steps"], "done": True})
@@ -332,6 +355,8 @@ def main(argv=None) -> int:
                                      lambda ids: lm_loss(model, ids, args.chunk_size, args.distill_weight,
                                                          args.distill_temp),
                                      args.stage2_steps, args.lr, t_start + budget, resume=s2_resume, **common)
+        if stopped("stage2", report["stage2"]):
+            return 0
     report["minutes"] = (time.time() - t_start) / 60
     model.to("cpu")
     save_adapter(model, out, base_model=fingerprint, training={k: v for k, v in report.items() if k != "base_model"})
