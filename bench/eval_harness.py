@@ -187,6 +187,9 @@ def main(argv=None) -> int:
     ap.add_argument("--base-max-ctx", type=int, default=4096, help="longest memory prompt the base model runs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", required=True, help="JSON results; the Markdown table goes beside it (.md)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the configurations already in --out (same sizes required) and add the others: "
+                         "columns can be measured in separate runs, a cut-short run continues")
     args = ap.parse_args(argv)
 
     from titand_ref.tptt_model import load_base
@@ -211,12 +214,25 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="titand-eval-"))
     configs = {"base": [], "window": ["--tptt", args.adapter, "--mu", "0"], "adapter": ["--tptt", args.adapter]}
     wanted = args.configs.split(",")
-    if "untrained" in wanted:
+    kept = json.loads(Path(args.out).read_text())["configs"] if args.keep and Path(args.out).exists() else {}
+    if "untrained" in wanted and "untrained" not in kept:
         configs["untrained"] = ["--tptt", str(untrained_adapter(Path(args.adapter), Path(args.model), tmp / "u"))]
     res = {"command": " ".join([".venv/bin/python", "bench/eval_harness.py", *(argv or sys.argv[1:])]),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "adapter": args.adapter,
            "machine": f"{os.cpu_count()} CPU cores, {args.threads} threads", "configs": {}, "measures": []}
-    for c in [c for c in ("base", "untrained", "window", "adapter") if c in wanted]:
+    sizes = {k: getattr(args, k) for k in ("model", "ppl", "task_docs", "memory", "memory_trials", "base_max_ctx")}
+    res["sizes"] = sizes
+    out = Path(args.out)
+    if args.keep and out.exists():
+        old = json.loads(out.read_text())
+        if old.get("sizes") != sizes:
+            raise SystemExit(f"--keep: {out} was measured with {old.get('sizes')}, this run asks for {sizes}")
+        if old.get("adapter") != args.adapter and any(c != "base" for c in old["configs"]):
+            raise SystemExit(f"--keep: {out} holds adapter {old.get('adapter')}, this run {args.adapter}")
+        res["configs"], res["measures"] = old["configs"], old["measures"]
+        res["command"] = old["command"] + " ; " + res["command"]
+        res["minutes_before"] = old.get("minutes", 0) + old.get("minutes_before", 0)
+    for c in [c for c in ("base", "untrained", "window", "adapter") if c in wanted and c not in res["configs"]]:
         r = res["configs"][c] = {}
         for ctx, ws in ppl_windows.items():
             r[f"ppl@{ctx} ({len(ws)}x)"] = perplexity(run, configs[c], ws)
@@ -234,8 +250,8 @@ def main(argv=None) -> int:
             if k not in res["measures"]:
                 res["measures"].append(k)
         res["minutes"] = (time.time() - t0) / 60
-        md = write(res, Path(args.out))  # after every configuration: a cut-short run keeps what it measured
-    print(md)
+        write(res, out)  # after every configuration: a cut-short run keeps what it measured
+    print(write(res, out))
     return 0
 
 
