@@ -23,7 +23,7 @@ from conftest import MODEL, REPO, binary, run_json
 sys.path.insert(0, str(REPO / "tools"))
 from titand_ref import adapter as ad  # noqa: E402
 from titand_ref.score import token_logprobs  # noqa: E402
-from titand_ref.tptt_model import TPTTConfig, TPTTModel  # noqa: E402
+from titand_ref.tptt_model import LoraSpec, TPTTConfig, TPTTModel  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 DEVICE = os.environ.get("TITAND_TEST_DEVICE", "cuda")
@@ -152,6 +152,36 @@ def test_tptt_on_device_equals_reference_and_is_split_invariant(tiny, tmp_path):
         a = score(tiny, ids[:41], first, ["--dtype", "float32", "--tptt", adapter], session=sess)["logprobs"]
         b = score(tiny, ids[41:], second, ["--dtype", "float32", "--tptt", adapter], session=sess)["logprobs"]
         assert diff(a + b, whole) < 2e-4
+
+
+def test_trainer_losses_and_gradients_on_device_equal_cpu(tiny):
+    """tools/train_tptt.py's two losses (stage-1 transfer, stage-2 CE + KL to the base model) and their gradients
+    on the device equal the CPU's for the same weights: the trainer's --device cuda path (issue 12)."""
+    import copy
+    import transformers as tf
+    import train_tptt
+    base = tf.AutoModelForCausalLM.from_pretrained(tiny, torch_dtype=torch.float32).eval()
+    torch.manual_seed(5)
+    cpu_m = TPTTModel(base, TPTTConfig(layers=[1, 2], window=8, sinks=2, operator="gated_delta",
+                                       lora=LoraSpec(r=2, alpha=4, dropout=0.0)))
+    with torch.no_grad():
+        for _, _, mod in cpu_m.lora_modules():
+            mod.lora_B.normal_(0, 0.05)
+    dev_m = copy.deepcopy(cpu_m).to(DEVICE)
+    ids = torch.tensor([ids_of(70, seed=6), ids_of(70, seed=7)])
+    results = {}
+    for name, m in (("cpu", cpu_m), ("dev", dev_m)):
+        x = ids.to(next(m.parameters()).device)
+        s1, per_layer = train_tptt.transfer_loss(m, x, 16)
+        s2 = train_tptt.lm_loss(m, x, 16, distill_weight=0.5, distill_temp=2.0)
+        params = [p for k, p in m.named_parameters() if not k.startswith("base.")]
+        grads = torch.autograd.grad(s1 + s2, params)
+        results[name] = (float(s1.detach()), float(s2.detach()), [g.detach().cpu() for g in grads])
+    (a1, a2, ga), (b1, b2, gb) = results["cpu"], results["dev"]
+    assert b1 == pytest.approx(a1, rel=1e-4) and b2 == pytest.approx(a2, rel=1e-4)
+    assert a1 > 0 and a2 > 0
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, rtol=1e-3, atol=1e-6 + 1e-3 * float(x.abs().max()))
 
 
 def test_live_server_two_sessions_three_turns_on_device(tmp_path):
