@@ -44,6 +44,7 @@ VARIANTS = {
     "no_stage1": ({"stage1": 0}, "no stage 1 (stage-2 steps only)"),
     "distill": ({"--distill-weight": "0.5"}, "stage 2 loss 0.5 CE + 0.5 KL to the base model"),
     "seq1024": ({"--seq": "1024", "stage2_div": 2}, "stage-2 sequences of 1024 (half the steps, same tokens)"),
+    "mu0.3": ({"--mu-init": "0.3"}, "mu starts at 0.3 (the memory weighted in from the start)"),
 }
 
 

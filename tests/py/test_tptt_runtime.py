@@ -187,14 +187,21 @@ def test_generation_from_restored_and_forked_session(random_adapter, tmp_path):
 
 
 @pytest.mark.skipif(not COMMITTED.exists(), reason="no committed adapter yet")
-def test_committed_adapter_memory_matters_and_matches_reference(base, tmp_path):
-    text = long_text(1500)
-    out = score(tmp_path, text, ["--tptt", COMMITTED])
-    off = score(tmp_path, text, ["--tptt", COMMITTED, "--mu", "0"])
-    diffs = [abs(x - y) for x, y in zip(out["logprobs"][1:], off["logprobs"][1:])]
-    assert sum(diffs) / len(diffs) > 1e-2, "the memory branch barely changes the outputs"
+def test_committed_adapter_matches_reference_with_its_memory_weighted_in(base, tmp_path):
+    """The bundled adapter (window, sinks, trained gates and LoRA) in C++ == the Python reference, with its own
+    trained mu and with mu forced to 0.5, where the memory branch moves every output (the trained mu is
+    small, see BENCHMARKS.md: the comparison must not pass just because the memory is weighted out)."""
+    text = long_text(2000)
     m = ad.load_adapter(COMMITTED, base[0], gguf_path=MODEL).eval()
+    out = score(tmp_path, text, ["--tptt", COMMITTED])
+    assert len(out["ids"]) > 400  # well past the window (256) and the sinks' gap
     assert max_diff(out["logprobs"], token_logprobs(m, out["ids"], mode="chunked")) < 2e-3
+    half = score(tmp_path, text, ["--tptt", COMMITTED, "--mu", "0.5"])
+    off = score(tmp_path, text, ["--tptt", COMMITTED, "--mu", "0"])
+    diffs = [abs(x - y) for x, y in zip(half["logprobs"][1:], off["logprobs"][1:])]
+    assert sum(diffs) / len(diffs) > 1e-2, "the memory branch barely changes the outputs at mu = 0.5"
+    m.set_mu(0.5)
+    assert max_diff(half["logprobs"], token_logprobs(m, half["ids"], mode="chunked")) < 2e-3
 
 
 def run_err(args):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,3 +361,8 @@ def save_adapter(model: TPTTModel, folder, base_model: str, training: dict | Non
         raw["training"] = training
     (folder / CONFIG_FILE).write_text(json.dumps(raw, indent=1) + "\n")
     save_file(tensors, str(folder / TENSOR_FILE), metadata={"format": FORMAT, "version": str(VERSION)})
+    # safetensors creates the file owner-only (0600); give it the mode any other file here gets (umask), so a
+    # server running as another user can read the adapter it is pointed at.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder / TENSOR_FILE, 0o666 & ~umask)
