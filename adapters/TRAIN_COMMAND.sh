@@ -3,9 +3,11 @@
 # "Issue 12 — the retrained adapter"). Recipe chosen from bench/ablate_tptt.py: 4 attention sinks and a
 # 256-token window, all 30 layers converted (gated_delta, phi = tptt, learned gates), LoRA r 8 on q/k/v/o,
 # stage 2 distilled from the base model (0.5 CE + 0.5 KL).
-# It ran as runs/final: 1 thread beside the ablation until stage-2 step 125 (checkpoint), then the same
-# command with --threads 2 --minutes 95 --resume (the resume is bit-identical to an uninterrupted run; only
-# the thread count changes float summation order). The adapter files were then copied here.
+# It ran as runs/final: this command (1 thread, beside the ablation) until stage-2 step 125 (a checkpoint),
+# then the same command with --threads 2 --minutes 95 --resume appended (a resume is bit-identical to an
+# uninterrupted run; only the thread count changes float summation order). The wall-clock budget ended
+# stage 2 at step 503 of 550 (the adapter is written at the deadline; the cosine lr was at 4% of its peak).
+# The adapter files were then copied here.
 # On a GPU add --device cuda; after an interruption re-run with --resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +17,4 @@ PYTHONPATH=tools .venv/bin/python tools/train_tptt.py \
   --operator gated_delta --feature-map tptt --window 256 --sinks 4 --gates learned --layers all \
   --mu-init 0.01 --stage1-steps 20 --stage1-seq 512 --stage2-steps 550 --seq 512 --batch 1 --lr 5e-4 \
   --lora-r 8 --lora-alpha 16 --lora-dropout 0.05 --distill-weight 0.5 --distill-temp 1.0 \
-  --minutes 115 --stage1-share 0.1 --seed 0 --threads 2 --ckpt-every 25 --no-progress "$@"
+  --minutes 115 --stage1-share 0.1 --seed 0 --threads 1 --ckpt-every 25 --no-progress "$@"
