@@ -72,10 +72,8 @@ def variant(name: str, args) -> dict:
                "--no-progress", "--ckpt-every", "0", "--log-every", "8"]
         for k, v in opts.items():
             cmd += [k, v]
-        if (out / "adapter" / "adapter.safetensors").exists() and (out / "adapter" / "report.json").exists():
-            pass  # trained earlier, only the evaluation was missing
-        else:
-            run(cmd, out / "run.log")
+        if not ((out / "adapter" / "adapter.safetensors").exists() and (out / "adapter" / "report.json").exists()):
+            run(cmd, out / "run.log")  # else trained earlier, only the evaluation was missing
         run([PY, "bench/eval_harness.py", "--model", args.model, "--adapter", str(out / "adapter"),
              "--configs", "window,adapter", "--ppl", args.ppl, "--task-docs", "0", "--memory", "",
              "--threads", str(args.threads), "--out", str(ev)], out / "run.log")

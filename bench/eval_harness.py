@@ -211,24 +211,25 @@ def main(argv=None) -> int:
     mem_lengths = [int(x) for x in args.memory.split(",") if x]
     mem = {L: memory_items(tok, held, L, args.memory_trials, seed=1) for L in mem_lengths}
 
-    tmp = Path(tempfile.mkdtemp(prefix="titand-eval-"))
-    configs = {"base": [], "window": ["--tptt", args.adapter, "--mu", "0"], "adapter": ["--tptt", args.adapter]}
-    wanted = args.configs.split(",")
-    kept = json.loads(Path(args.out).read_text())["configs"] if args.keep and Path(args.out).exists() else {}
-    if "untrained" in wanted and "untrained" not in kept:
-        configs["untrained"] = ["--tptt", str(untrained_adapter(Path(args.adapter), Path(args.model), tmp / "u"))]
-    res = {"command": " ".join([".venv/bin/python", "bench/eval_harness.py", *(argv or sys.argv[1:])]),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "adapter": args.adapter,
-           "machine": f"{os.cpu_count()} CPU cores, {args.threads} threads", "configs": {}, "measures": []}
-    sizes = {k: getattr(args, k) for k in ("model", "ppl", "task_docs", "memory", "memory_trials", "base_max_ctx")}
-    res["sizes"] = sizes
     out = Path(args.out)
-    if args.keep and out.exists():
-        old = json.loads(out.read_text())
+    sizes = {k: getattr(args, k) for k in ("model", "ppl", "task_docs", "memory", "memory_trials", "base_max_ctx")}
+    old = json.loads(out.read_text()) if args.keep and out.exists() else None
+    if old is not None:  # checked before any work: a refused --keep costs nothing
         if old.get("sizes") != sizes:
             raise SystemExit(f"--keep: {out} was measured with {old.get('sizes')}, this run asks for {sizes}")
         if old.get("adapter") != args.adapter and any(c != "base" for c in old["configs"]):
             raise SystemExit(f"--keep: {out} holds adapter {old.get('adapter')}, this run {args.adapter}")
+
+    tmp = Path(tempfile.mkdtemp(prefix="titand-eval-"))
+    configs = {"base": [], "window": ["--tptt", args.adapter, "--mu", "0"], "adapter": ["--tptt", args.adapter]}
+    wanted = args.configs.split(",")
+    if "untrained" in wanted and "untrained" not in (old["configs"] if old else {}):
+        configs["untrained"] = ["--tptt", str(untrained_adapter(Path(args.adapter), Path(args.model), tmp / "u"))]
+    res = {"command": " ".join([".venv/bin/python", "bench/eval_harness.py", *(argv or sys.argv[1:])]),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "adapter": args.adapter,
+           "machine": f"{os.cpu_count()} CPU cores, {args.threads} threads", "configs": {}, "measures": [],
+           "sizes": sizes}
+    if old is not None:
         res["configs"], res["measures"] = old["configs"], old["measures"]
         res["command"] = old["command"] + " ; " + res["command"]
         res["minutes_before"] = old.get("minutes", 0) + old.get("minutes_before", 0)
