@@ -270,6 +270,14 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
     if (info.ok()) c.usage.session_tokens = info->history_tokens;
   }
   const bool changed = turn_committed;
+  if (r->cur && session && !drop_session) {
+    // The state may be rows of this step's batch-resident caches (core/model/batch_rows.h): give it its own
+    // storage so a parked session does not pin the batch's. On failure (out of memory) it keeps its views.
+    try {
+      r->cur->state.Compact();
+    } catch (const std::exception&) {
+    }
+  }
   r->cur = nullptr;
   const SteadyTime now = std::chrono::steady_clock::now();
   auto secs = [](SteadyTime a, SteadyTime b) { return std::chrono::duration<double>(b - a).count(); };

@@ -173,6 +173,7 @@ KeysView AppendKv(LayerState& st, const at::Tensor& k_new, const at::Tensor& v_n
   const int64_t T = k_new.size(1);
   const int64_t old_pos0 = pos_new - st.len;
   if (window) {
+    st.Normalize();  // a ring left by decode steps, back in order
     at::Tensor k_all = st.len > 0 ? at::cat({st.k.narrow(1, 0, st.len), k_new}, 1) : k_new;
     at::Tensor v_all = st.len > 0 ? at::cat({st.v.narrow(1, 0, st.len), v_new}, 1) : v_new;
     const int64_t keep = std::min<int64_t>(*window - 1, k_all.size(1));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/model/batch_rows.h"
 
 namespace titand {
 
@@ -175,21 +176,18 @@ at::Tensor LinearAttentionDecodeStep(LinearOperator op, const at::Tensor& q, con
   }
   const at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat), vf = v.to(at::kFloat);
   const at::Tensor kq = at::stack({kf, qf}, 2);  // [B, H, 2, d]
-  std::vector<at::Tensor> reads(B);
-  for (int64_t b = 0; b < B; ++b) reads[b] = at::bmm(kq.select(0, b), *states[b]);  // [H, 2, dv]
-  const at::Tensor up = at::stack(reads);                                              // [B, H, 2, dv]
+  // The states as rows of one block [B, H, d, dv] (no copy when the previous step left them so).
+  const at::Tensor S = BatchRows(states);
+  const at::Tensor up = at::matmul(kq, S);       // [B, H, 2, dv]: k^T S and q^T S with one read of S
   const at::Tensor u = up.select(2, 0), p = up.select(2, 1);
   const at::Tensor a = gated ? alpha.to(at::kFloat).unsqueeze(-1) : at::Tensor();     // [B, H, 1]
   at::Tensor dd = vf;                                                                  // [B, H, dv]
   if (delta) dd = (vf - (gated ? a * u : u)) * beta.to(at::kFloat).unsqueeze(-1);
   const at::Tensor kdotq = (kf * qf).sum(-1, /*keepdim=*/true);                        // [B, H, 1]
   at::Tensor o = (gated ? a * p : p) + dd * kdotq;
-  const at::Tensor k_col = kf.unsqueeze(-1), d_row = dd.unsqueeze(-2);  // [B, H, d, 1], [B, H, 1, dv]
-  for (int64_t b = 0; b < B; ++b) {
-    at::Tensor& s = *states[b];
-    if (gated) s.mul_(a.select(0, b).unsqueeze(-1));
-    s.addcmul_(k_col.select(0, b), d_row.select(0, b));
-  }
+  // S <- a S + k dd^T, in place for the whole batch.
+  if (gated) S.mul_(a.unsqueeze(-1));
+  S.addcmul_(kf.unsqueeze(-1), dd.unsqueeze(-2));  // [B, H, d, 1] x [B, H, 1, dv]
   return o.to(v.scalar_type());
 }
 

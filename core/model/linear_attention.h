@@ -55,14 +55,16 @@ at::Tensor LinearAttentionChunked(LinearOperator op, const at::Tensor& q, const 
                                   const at::Tensor& v, const at::Tensor& beta,
                                   const at::Tensor& alpha, at::Tensor& state, int64_t chunk_size);
 
-// The decode step of B sequences (one token each), each with its own state, updated in place (no copy of
-// the states into a batch: S is by far the largest tensor of a TPTT layer). Everything but the per-state
-// reads/writes runs batched; per sequence it costs one bmm reading S and two in-place passes:
+// The decode step of B sequences (one token each), each with its own state, updated in place. The states
+// are stepped as rows of one block [B, H, d, dv] (core/model/batch_rows.h): the first step over a set of
+// states stacks them once and re-binds each to its row; later steps over the same states in the same order
+// copy nothing (S is by far the largest tensor of a TPTT layer). One batched matmul reads S, two in-place
+// passes write it:
 //   [u; p] = S_{t-1}^T [k_t; q_t]        (one read of the old state)
 //   d_t = b_t (v_t - a_t u) (delta forms) or v_t;   S_t = a_t S_{t-1} + k_t d_t^T
 //   o_t = S_t^T q_t = a_t p + d_t (k_t . q_t)
 //   q, k: [B, H, d]   v: [B, H, dv]   beta, alpha: [B, H] (undefined when unused)
-//   states[b]: [H, d, dv] fp32, read as S_{t-1} and overwritten with S_t.
+//   states[b]: [H, d, dv] fp32, read as S_{t-1} and overwritten with S_t (may be re-bound to a row view).
 // Returns o: [B, H, dv] in v's dtype. Same result as LinearAttentionRecurrent per sequence with T = 1.
 at::Tensor LinearAttentionDecodeStep(LinearOperator op, const at::Tensor& q, const at::Tensor& k,
                                      const at::Tensor& v, const at::Tensor& beta, const at::Tensor& alpha,

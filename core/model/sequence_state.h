@@ -6,6 +6,15 @@
 //                    the last W-1 entries, len <= N_s + W - 1 (core/model/sink_attention.h); n_s follows from
 //                    num_tokens, W and N_s, so snapshots carry sinks as ordinary KV entries.
 // Positions are implicit: the cached entries are the `len` tokens right before `num_tokens` (after the sinks).
+//
+// Ring layout (windowed layers in steady-state decode, written by WindowAttentionDecode): once a windowed
+// cache is full, the batched decode step stops shifting it and writes each new key/value in place over
+// the entry that just left the window. Then k, v are [n_kv, N_s + W, D]: slots [0, ring_base) hold the
+// sinks (ring_base = N_s), slots [ring_base, N_s + W) a ring of W window slots of which slot
+// ring_base + ring_next is stale (it holds the entry that left the window; the next key goes there) and
+// the other W - 1 are the window, oldest at ring_next + 1 (mod W). len = N_s + W - 1 valid entries.
+// Everything that reads k/v in order (prefill, fork, snapshot) goes through OrderedKv() or Normalize();
+// snapshots are always written in order, so the ring never reaches a file.
 #pragma once
 
 #include <cstdint>
@@ -16,10 +25,17 @@
 namespace titand {
 
 struct LayerState {
-  at::Tensor k, v;    // [n_kv, capacity, D]; entries [0, len) are valid
+  at::Tensor k, v;    // [n_kv, capacity, D]; in order: entries [0, len) are valid (see the ring layout above)
   int64_t len = 0;
+  int64_t ring_base = -1;  // -1: entries in order; >= 0: ring layout, slots before ring_base are sinks
+  int64_t ring_next = 0;   // ring layout only: window slot (relative to ring_base) written next, stale now
   at::Tensor memory;  // TPTT linear-attention state S [H, D, Dv] fp32; undefined for softmax-only layers
 
+  bool in_order() const { return ring_base < 0; }
+  // The valid entries oldest first, [n_kv, len, D] each: views when in order, copies in the ring layout.
+  std::pair<at::Tensor, at::Tensor> OrderedKv() const;
+  // Ring layout -> in order (tensors of exactly `len` entries, own storage); no-op when already in order.
+  void Normalize();
   // Bytes held by valid entries (what must be kept or moved), not allocator capacity.
   int64_t ByteSize() const;
 };
@@ -29,8 +45,11 @@ struct SequenceState {
   int64_t num_tokens = 0;  // tokens processed so far == position of the next token
 
   int64_t ByteSize() const;
-  // A deep copy: the fork evolves independently of the original.
+  // A deep copy (entries in order, own storage): the fork evolves independently of the original.
   SequenceState Fork() const;
+  // Gives every tensor that is a row of a batch-resident block (core/model/batch_rows.h) its own storage,
+  // layout kept, so a sequence that left the batch does not pin the block. Called when a request ends.
+  void Compact();
 };
 
 // A conversation's position: the state holds every token of the history except the LAST one, which

@@ -3,10 +3,17 @@
 #include <algorithm>
 #include <limits>
 
+#include <ATen/TensorIndexing.h>
+
+#include "core/model/batch_rows.h"
 #include "core/model/ops.h"
 
 namespace titand {
 namespace {
+
+// Windowed caches of at most this many slots (sinks + window) are allocated whole at the first decode step;
+// larger ones (long sliding windows of base models) grow by doubling until full.
+constexpr int64_t kWholeWindowUpTo = 1024;
 
 // Positions of the cached entries of a state that has processed `tokens` tokens: 0 .. n_s-1, then the
 // window start .. tokens-1. Entries are disjoint and sorted; the first min(N_s, len) of them are 0, 1, ...
@@ -39,6 +46,7 @@ at::Tensor SinkWindowAttention(LayerState& st, const at::Tensor& q, const at::Te
   const int64_t T = q.size(0), H = q.size(1), D = q.size(2);
   const int64_t Hkv = k_rot.size(0), G = H / Hkv;
   const int64_t end = pos0 + T;
+  st.Normalize();  // a ring left by decode steps, back in order
   // Every key the new queries may see: the cached entries, then the new ones.
   at::Tensor k_all = st.len > 0 ? at::cat({st.k.narrow(1, 0, st.len), k_rot}, 1) : k_rot;
   at::Tensor v_all = st.len > 0 ? at::cat({st.v.narrow(1, 0, st.len), v}, 1) : v;
@@ -89,42 +97,75 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
   TORCH_CHECK(static_cast<int64_t>(states.size()) == B && static_cast<int64_t>(positions.size()) == B,
               "WindowAttentionDecode: ", states.size(), " states and ", positions.size(), " positions for ", B,
               " rows");
-  // Per sequence, every key its query sees: the cached entries then the new one (all of them are visible:
-  // the cache holds exactly the sinks and the last W - 1 tokens). The new state is a slice of it.
-  std::vector<at::Tensor> ks(B), vs(B);
-  std::vector<int64_t> lens(B);
-  int64_t lmax = 0;
-  bool ragged = false;
+  const int64_t cap = sw.sinks + sw.window;  // a full cache plus the new entry: every slot of the ring layout
+  // 1. Room for the new entry in each sequence's own cache, the slot it goes to, the slots its query sees.
+  std::vector<int64_t> slot(B), seen(B);
+  bool same_shape = true;
   for (int64_t b = 0; b < B; ++b) {
-    const LayerState& st = *states[b];
-    at::Tensor kn = k_rot.select(0, b).unsqueeze(1), vn = v.select(0, b).unsqueeze(1);  // [Hkv, 1, D]
-    ks[b] = st.len > 0 ? at::cat({st.k.narrow(1, 0, st.len), kn}, 1) : kn.clone();
-    vs[b] = st.len > 0 ? at::cat({st.v.narrow(1, 0, st.len), vn}, 1) : vn.clone();
-    lens[b] = st.len + 1;
-    if (b > 0 && lens[b] != lmax) ragged = true;
-    lmax = std::max(lmax, lens[b]);
+    LayerState& st = *states[b];
+    TORCH_CHECK(st.len == SinkWindowCacheLen(sw, positions[b]), "WindowAttentionDecode: sequence ", b, " holds ",
+                st.len, " entries at position ", positions[b], ", expected ", SinkWindowCacheLen(sw, positions[b]));
+    if (st.in_order()) {
+      const int64_t have = st.k.defined() ? st.k.size(1) : 0;
+      if (have <= st.len || have > cap) {
+        const int64_t want = cap <= kWholeWindowUpTo ? cap : std::min(cap, std::max<int64_t>({2 * have, st.len + 1, 16}));
+        at::Tensor k2 = at::zeros({Hkv, want, D}, k_rot.options());  // zeros: masked slots meet probs of 0
+        at::Tensor v2 = at::zeros({Hkv, want, D}, v.options());
+        if (st.len > 0) {
+          k2.narrow(1, 0, st.len).copy_(st.k.narrow(1, 0, st.len));
+          v2.narrow(1, 0, st.len).copy_(st.v.narrow(1, 0, st.len));
+        }
+        st.k = k2;
+        st.v = v2;
+      }
+      slot[b] = st.len;
+      seen[b] = st.len + 1;
+    } else {
+      TORCH_CHECK(st.k.size(1) == cap && st.ring_base == sw.sinks && st.ring_next >= 0 && st.ring_next < sw.window,
+                  "WindowAttentionDecode: sequence ", b, "'s ring layout does not fit window ", sw.window, " + ",
+                  sw.sinks, " sinks");
+      slot[b] = st.ring_base + st.ring_next;
+      seen[b] = cap;
+    }
+    if (st.k.sizes() != states[0]->k.sizes()) same_shape = false;
   }
-  at::Tensor K, V;  // [B, Hkv, Lmax, D]
-  if (B == 1) {
-    K = ks[0].unsqueeze(0);
-    V = vs[0].unsqueeze(0);
-  } else if (!ragged) {
-    K = at::stack(ks);
-    V = at::stack(vs);
-  } else {
-    K = at::zeros({B, Hkv, lmax, D}, k_rot.options());
-    V = at::zeros({B, Hkv, lmax, D}, v.options());
+  // 2. The batch's keys/values K, V [B, Hkv, S, D] with the new entries written in place: the caches
+  // themselves when they have one shape (batch-resident rows, core/model/batch_rows.h), else a padded copy.
+  auto lopt = at::TensorOptions().dtype(at::kLong).device(q_rot.device());
+  at::Tensor K, V;
+  if (same_shape) {
+    std::vector<at::Tensor*> kp(B), vp(B);
     for (int64_t b = 0; b < B; ++b) {
-      K.select(0, b).narrow(1, 0, lens[b]).copy_(ks[b]);
-      V.select(0, b).narrow(1, 0, lens[b]).copy_(vs[b]);
+      kp[b] = &states[b]->k;
+      vp[b] = &states[b]->v;
+    }
+    K = BatchRows(kp);
+    V = BatchRows(vp);
+    const at::Tensor bi = at::arange(B, lopt);
+    const at::Tensor si = at::tensor(slot, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+    using at::indexing::Slice;
+    K.index_put_({bi, Slice(), si}, k_rot);  // K[b, :, slot[b], :] = k_rot[b]
+    V.index_put_({bi, Slice(), si}, v);
+  } else {
+    const int64_t smax = *std::max_element(seen.begin(), seen.end());
+    K = at::zeros({B, Hkv, smax, D}, k_rot.options());
+    V = at::zeros({B, Hkv, smax, D}, v.options());
+    for (int64_t b = 0; b < B; ++b) {
+      LayerState& st = *states[b];
+      st.k.select(1, slot[b]).copy_(k_rot.select(0, b));
+      st.v.select(1, slot[b]).copy_(v.select(0, b));
+      K.select(0, b).narrow(1, 0, seen[b]).copy_(st.k.narrow(1, 0, seen[b]));
+      V.select(0, b).narrow(1, 0, seen[b]).copy_(st.v.narrow(1, 0, seen[b]));
     }
   }
-  auto lopt = at::TensorOptions().dtype(at::kLong).device(q_rot.device());
-  at::Tensor valid;  // [B, 1, 1, Lmax]: padding hidden; undefined when there is none
-  if (ragged) {
-    at::Tensor len_t = at::tensor(lens, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
-    valid = (at::arange(lmax, lopt).unsqueeze(0) < len_t.unsqueeze(1)).view({B, 1, 1, lmax});
+  const int64_t S = K.size(2);
+  at::Tensor valid;  // [B, 1, 1, S]: slots past a young cache's entries hidden; undefined when all are seen
+  if (*std::min_element(seen.begin(), seen.end()) < S) {
+    at::Tensor seen_t = at::tensor(seen, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+    valid = (at::arange(S, lopt).unsqueeze(0) < seen_t.unsqueeze(1)).view({B, 1, 1, S});
   }
+  // 3. Attention over the seen slots. Their order does not matter (keys carry their RoPE; softmax is
+  // permutation invariant) except that the sinks are the first slots (the ring keeps them in front).
   at::Tensor out;
   if (sw.sinks == 0 && impl == AttentionImpl::kSdpa) {
     out = at::scaled_dot_product_attention(q_rot.unsqueeze(2), K, V,
@@ -132,38 +173,34 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
                                            /*dropout_p=*/0.0, /*is_causal=*/false, scale, /*enable_gqa=*/G > 1);
     out = out.reshape({B, H * D});
   } else {
-    at::Tensor kt = K.transpose(-1, -2);                                                 // [B, Hkv, D, L]
-    at::Tensor scores = at::matmul(q_rot.view({B, Hkv, G, D}), kt).to(at::kFloat) * scale;  // [B, Hkv, G, L]
-    const int64_t sink_cols = std::min(sw.sinks, lmax);
+    at::Tensor kt = K.transpose(-1, -2);                                                    // [B, Hkv, D, S]
+    const int64_t sink_cols = std::min(sw.sinks, S);
+    at::Tensor scores = at::matmul(q_rot.reshape({B, Hkv, G, D}), kt.narrow(-1, sink_cols, S - sink_cols))
+                            .to(at::kFloat) * scale;                                        // [B, Hkv, G, S - n]
     if (sink_cols > 0) {
       // Sink columns score against the query rotated for min(t, W + N_s - 1) (see SinkWindowAttention).
       at::Tensor pos = at::tensor(positions, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
       auto [cos, sin] = RopeCosSin(inv_freq, at::clamp_max(pos, sw.window + sw.sinks - 1), q_rot.scalar_type());
       at::Tensor q_sink = ApplyRope(q, cos, sin).view({B, Hkv, G, D});
       at::Tensor sink_scores = at::matmul(q_sink, kt.narrow(-1, 0, sink_cols)).to(at::kFloat) * scale;
-      scores = at::cat({sink_scores, scores.narrow(-1, sink_cols, lmax - sink_cols)}, -1);
+      scores = at::cat({sink_scores, scores}, -1);
     }
     if (valid.defined()) scores = scores.masked_fill(valid.logical_not(), -std::numeric_limits<float>::infinity());
     at::Tensor probs = at::softmax(scores, -1).to(V.scalar_type());
     out = at::matmul(probs, V).reshape({B, H * D});  // [B, Hkv, G, D]
   }
-  // Advance each state: the sinks prefix and the last W - 1 entries of what its query saw.
+  // 4. Advance: a cache that just became full switches to the ring layout (its oldest window entry, at
+  // slot N_s, leaves the window at the next step); a ring moves its stale slot on.
   for (int64_t b = 0; b < B; ++b) {
     LayerState& st = *states[b];
-    const int64_t L = lens[b];
-    const CacheSpan after = SpanAt(sw, positions[b] + 1);
-    const int64_t window_len = positions[b] + 1 - after.start;
-    if (after.sinks + window_len == L) {
-      st.k = ks[b];
-      st.v = vs[b];
-    } else if (after.sinks == 0) {
-      st.k = ks[b].narrow(1, L - window_len, window_len);
-      st.v = vs[b].narrow(1, L - window_len, window_len);
+    if (!st.in_order()) {
+      st.ring_next = (st.ring_next + 1) % sw.window;
+    } else if (st.len + 1 == cap) {
+      st.ring_base = sw.sinks;
+      st.ring_next = 0;
     } else {
-      st.k = at::cat({ks[b].narrow(1, 0, after.sinks), ks[b].narrow(1, L - window_len, window_len)}, 1);
-      st.v = at::cat({vs[b].narrow(1, 0, after.sinks), vs[b].narrow(1, L - window_len, window_len)}, 1);
+      st.len += 1;
     }
-    st.len = after.sinks + window_len;
   }
   return out;
 }

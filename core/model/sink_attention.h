@@ -45,13 +45,18 @@ at::Tensor SinkWindowAttention(LayerState& st, const at::Tensor& q, const at::Te
 // attention call for the whole batch instead of one per sequence. Works for plain sliding windows
 // (sw.sinks = 0: the cache keeps the last W - 1 entries, as CausalLM's windowed layers do) and for windows
 // with sinks (the layout above). Same math as SinkWindowAttention / CausalAttention with T = 1.
-//   states[b]   the layer's state of sequence b (k, v, len), advanced by one token;
+//   states[b]   the layer's state of sequence b, advanced by one token IN PLACE: the new key/value is
+//               written into the cache (no copy of the cache per step); a full cache switches to the ring
+//               layout of core/model/sequence_state.h and stays there; caches of one shape are kept as
+//               rows of one block between steps (core/model/batch_rows.h), so a batch that decodes the
+//               same sequences step after step copies no cache at all;
 //   positions[b] = position of sequence b's new token (= tokens already in its state);
 //   q [B, H, D] before RoPE (read only when sw.sinks > 0), q_rot [B, H, D] RoPE'd at positions[b];
 //   k_rot, v [B, Hkv, D] the new keys (RoPE'd) and values;  inv_freq [D/2] fp32.
-// Caches of different lengths (sequences younger than the window) are padded and masked. kSdpa runs the
-// fused SDPA kernel where there are no sinks; sinks (two query rotations) and kReference use explicit fp32
-// scores. Returns [B, H*D] in q_rot's dtype.
+// Caches of sequences younger than the window are masked past their entries (and padded when their
+// capacities differ). kSdpa runs the fused SDPA kernel where there are no sinks; sinks (two query
+// rotations) and kReference use explicit fp32 scores. Returns [B, H*D] in q_rot's dtype. Throws
+// c10::Error when a state does not hold the entries its position implies.
 at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const std::vector<int64_t>& positions,
                                  const at::Tensor& q, const at::Tensor& q_rot, const at::Tensor& k_rot,
                                  const at::Tensor& v, const SinkWindow& sw, const at::Tensor& inv_freq, double scale,

@@ -81,8 +81,9 @@ absl::StatusOr<std::string> Serialize(const SessionCursor& cur, const SnapshotBi
   out.reserve(data_start + h.data_bytes + kSnapshotDigestBytes);
   for (const LayerState& l : cur.state.layers) {
     if (l.k.defined()) {
-      AppendTensor(&out, l.k.narrow(1, 0, l.len));
-      AppendTensor(&out, l.v.narrow(1, 0, l.len));
+      auto [k, v] = l.OrderedKv();  // a ring (decode steps) is written in order: files never hold one
+      AppendTensor(&out, k);
+      AppendTensor(&out, v);
     }
     if (l.memory.defined()) AppendTensor(&out, l.memory);
   }
