@@ -1,7 +1,7 @@
 // bench_generate: the bare runtime's streamed generation (no server): the same work one streamed Generate
 // call does inside titand (prefill, then per token: forward, sample, stop checks, detokenize), timed per
 // token. The reference side of bench/bench_server_overhead.py.
-//   bench_generate --model M [--tptt DIR] [--dtype D] [--device D] [--threads N] --tokens 1,2,3
+//   bench_generate --model M [--tptt DIR] [--dtype D] [--device D] [--weights W] [--threads N] --tokens 1,2,3
 //                  [--max-tokens 64] [--reps 3] [--temperature 0] [--top-k 0] [--top-p 1] [--seed 0]
 //                  [--on-thread worker|main]
 // The generations run on a thread of their own with the intra-op thread count set on it, as titand's
@@ -23,6 +23,7 @@
 #include "core/runtime/generate.h"
 #include "core/runtime/runtime.h"
 #include "bench/bench_args.h"
+#include "bench/bench_runtime_args.h"
 #include "nlohmann/json.hpp"
 
 using namespace titand;
@@ -30,11 +31,7 @@ using namespace titand::bench;
 
 int main(int argc, char** argv) {
   LoadOptions lo;
-  lo.model = Arg(argc, argv, "model", "smollm2-135m");
-  lo.tptt_dir = Arg(argc, argv, "tptt", "");
-  lo.dtype = Arg(argc, argv, "dtype", "auto");
-  lo.device = Arg(argc, argv, "device", "auto");
-  lo.threads = std::stoi(Arg(argc, argv, "threads", "0"));
+  if (!ParseLoadArgs("bench_generate", argc, argv, &lo)) return 2;
   const int reps = std::stoi(Arg(argc, argv, "reps", "3"));
   DecodeParams p;
   p.stop.max_tokens = std::stoi(Arg(argc, argv, "max-tokens", "64"));
@@ -56,16 +53,12 @@ int main(int argc, char** argv) {
     std::cerr << "bench_generate: --tokens (non-empty) and --max-tokens >= 2 are required\n";
     return 2;
   }
-  auto rt = LoadRuntime(lo);
-  if (!rt.ok()) {
-    std::cerr << "bench_generate: " << rt.status().message() << "\n";
-    return 1;
-  }
-  CausalLM& m = *(*rt)->model;
-  nlohmann::json out = {{"model", (*rt)->model_path}, {"tptt", lo.tptt_dir},
-                        {"dtype", DtypeName(m.options().dtype)}, {"device", m.options().device.str()},
-                        {"threads", at::get_num_threads()}, {"prompt_tokens", prompt.size()},
-                        {"max_tokens", p.stop.max_tokens}};
+  std::unique_ptr<Runtime> rt = LoadOrReport("bench_generate", lo);
+  if (!rt) return 1;
+  CausalLM& m = *rt->model;
+  nlohmann::json out = RunHeader(*rt, lo);
+  out["prompt_tokens"] = prompt.size();
+  out["max_tokens"] = p.stop.max_tokens;
   nlohmann::json runs = nlohmann::json::array();
   double best = 1e30;
   std::vector<int32_t> ids;
@@ -78,7 +71,7 @@ int main(int argc, char** argv) {
     std::vector<Clock::time_point> at;
     std::vector<double> cpu;
     const auto t0 = Clock::now();
-    auto r = Generate(m, *(*rt)->tokenizer, cur, prompt, p, [&](int32_t, const std::string&) {
+    auto r = Generate(m, *rt->tokenizer, cur, prompt, p, [&](int32_t, const std::string&) {
       at.push_back(Clock::now());
       cpu.push_back(ProcessCpuSeconds());
       return true;

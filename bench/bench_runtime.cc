@@ -26,6 +26,7 @@
 #include "core/runtime/device.h"
 #include "core/runtime/runtime.h"
 #include "bench/bench_args.h"
+#include "bench/bench_runtime_args.h"
 #include "nlohmann/json.hpp"
 
 using namespace titand;
@@ -153,16 +154,7 @@ nlohmann::json OpProfile(CausalLM& m, int64_t b, int64_t context, int steps) {
 
 int main(int argc, char** argv) {
   LoadOptions lo;
-  lo.model = Arg(argc, argv, "model", "smollm2-135m");
-  lo.tptt_dir = Arg(argc, argv, "tptt", "");
-  lo.dtype = Arg(argc, argv, "dtype", "auto");
-  lo.device = Arg(argc, argv, "device", "auto");
-  lo.weights = Arg(argc, argv, "weights", "dtype");
-  if (absl::Status w = ParseWeightFormat(lo.weights).status(); !w.ok()) {
-    std::cerr << "bench_runtime: --weights: " << w.message() << "\n";
-    return 2;
-  }
-  lo.threads = std::stoi(Arg(argc, argv, "threads", "0"));
+  if (!ParseLoadArgs("bench_runtime", argc, argv, &lo)) return 2;
   const int prefill = std::stoi(Arg(argc, argv, "prefill", "512"));
   const int decode = std::stoi(Arg(argc, argv, "decode", "64"));
   const int decode_at = std::stoi(Arg(argc, argv, "decode-at", "16"));
@@ -178,17 +170,11 @@ int main(int argc, char** argv) {
   const std::vector<int64_t> contexts = list("contexts", "512,2048,8192,32768");
   const std::vector<int64_t> batches = list("batches", "");
   const std::vector<int64_t> op_profile = list("op-profile", "");
-  auto rt = LoadRuntime(lo);
-  if (!rt.ok()) {
-    std::cerr << "bench_runtime: " << rt.status().message() << "\n";
-    return 1;
-  }
-  CausalLM& m = *(*rt)->model;
-  nlohmann::json out = {{"model", (*rt)->model_path}, {"tptt", lo.tptt_dir},
-                        {"dtype", DtypeName(m.options().dtype)}, {"device", m.options().device.str()},
-                        {"weights", m.WeightFormatSummary()}, {"weight_bytes", m.WeightBytes()},
-                        {"rss_mib_after_load", RssMiB()},
-                        {"threads", at::get_num_threads()}};
+  std::unique_ptr<Runtime> rt = LoadOrReport("bench_runtime", lo);
+  if (!rt) return 1;
+  CausalLM& m = *rt->model;
+  nlohmann::json out = RunHeader(*rt, lo);
+  out["rss_mib_after_load"] = RssMiB();
   // Prefill: `prefill` real tokens in one forward (after one warm-up run).
   std::vector<int32_t> toks;
   for (int i = 0; i < prefill; ++i) toks.push_back(static_cast<int32_t>((i * 7919) % 40000 + 100));
