@@ -153,15 +153,7 @@ namespace {
 TEST(CausalLM, StateBytesAtMatchesByteSizeForPlainWindowedAndHybridLayers) {
   ModelConfig c = TinyConfig();
   auto m = Make(c);
-  HybridParams p;
-  p.op = LinearOperator::kGatedDelta;
-  p.num_heads = c.num_heads;
-  p.num_kv_heads = c.num_kv_heads;
-  p.head_dim = c.head_dim;
-  p.const_b = 0.5;
-  p.const_a = 0.9;
-  p.mu = at::full({c.num_heads}, 0.3);
-  m->SetHybrid(1, std::make_unique<HybridLayer>(p), 6);  // layer 0 plain, layer 1 TPTT with window 6
+  m->SetHybrid(1, testing::TinyGatedDeltaLayer(c, 0.3), 6);  // layer 0 plain, layer 1 TPTT with window 6
   SequenceState st = m->NewState();
   std::vector<int64_t> sizes;
   for (int32_t t : Tokens(60, 9)) {

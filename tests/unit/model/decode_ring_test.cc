@@ -26,15 +26,7 @@ std::unique_ptr<CausalLM> MakeHybrid(int64_t sinks, AttentionImpl impl) {
   auto m = CausalLM::Create(c, *src, opts);
   EXPECT_TRUE(m.ok()) << m.status();
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    HybridParams p;
-    p.op = LinearOperator::kGatedDelta;
-    p.num_heads = c.num_heads;
-    p.num_kv_heads = c.num_kv_heads;
-    p.head_dim = c.head_dim;
-    p.const_b = 0.5;
-    p.const_a = 0.9;
-    p.mu = at::full({c.num_heads}, 0.4);
-    (*m)->SetHybrid(i, std::make_unique<HybridLayer>(p), kWindow, sinks);
+    (*m)->SetHybrid(i, testing::TinyGatedDeltaLayer(c, 0.4), kWindow, sinks);
   }
   return std::move(m).value();
 }

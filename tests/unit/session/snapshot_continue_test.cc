@@ -20,16 +20,8 @@ std::unique_ptr<CausalLM> MakeModel(at::ScalarType dtype) {
   auto src = MakeMapWeights(std::move(w));
   auto m = CausalLM::Create(c, *src, ModelOptions{dtype, at::kCPU});
   EXPECT_TRUE(m.ok()) << m.status();
-  HybridParams hp;
-  hp.op = LinearOperator::kGatedDelta;
-  hp.num_heads = c.num_heads;
-  hp.num_kv_heads = c.num_kv_heads;
-  hp.head_dim = c.head_dim;
-  hp.const_b = 0.7;
-  hp.const_a = 0.9;
-  hp.mu = at::full({c.num_heads}, 0.3);
-  hp.chunk_size = 4;
-  (*m)->SetHybrid(1, std::make_unique<HybridLayer>(hp), /*window=*/4);
+  (*m)->SetHybrid(1, testing::TinyGatedDeltaLayer(c, /*mu=*/0.3, /*const_b=*/0.7, /*const_a=*/0.9, /*chunk_size=*/4),
+                  /*window=*/4);
   return std::move(m).value();
 }
 

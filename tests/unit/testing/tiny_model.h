@@ -3,12 +3,14 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/model/hybrid_layer.h"
 #include "core/model/model_config.h"
 
 namespace titand::testing {
@@ -49,6 +51,21 @@ inline std::map<std::string, at::Tensor> RandomLlamaWeights(const ModelConfig& c
     w[p + "mlp.down_proj.weight"] = r({c.hidden_size, c.intermediate_size});
   }
   return w;
+}
+
+// A TPTT layer for config c: gated-delta memory, tptt feature map, constant gates b and a, every mu = `mu`.
+inline std::unique_ptr<HybridLayer> TinyGatedDeltaLayer(const ModelConfig& c, double mu, double const_b = 0.5,
+                                                        double const_a = 0.9, int64_t chunk_size = 64) {
+  HybridParams p;
+  p.op = LinearOperator::kGatedDelta;
+  p.num_heads = c.num_heads;
+  p.num_kv_heads = c.num_kv_heads;
+  p.head_dim = c.head_dim;
+  p.const_b = const_b;
+  p.const_a = const_a;
+  p.mu = at::full({c.num_heads}, mu);
+  p.chunk_size = chunk_size;
+  return std::make_unique<HybridLayer>(p);
 }
 
 }  // namespace titand::testing
