@@ -45,6 +45,7 @@ VARIANTS = {
     "distill": ({"--distill-weight": "0.5"}, "stage 2 loss 0.5 CE + 0.5 KL to the base model"),
     "seq1024": ({"--seq": "1024", "stage2_div": 2}, "stage-2 sequences of 1024 (half the steps, same tokens)"),
     "mu0.3": ({"--mu-init": "0.3"}, "mu starts at 0.3 (the memory weighted in from the start)"),
+    "w256_mulr": ({"--window": "256", "--mu-lr": "5e-2"}, "window 256, stage-2 mu logits at lr 5e-2"),
 }
 
 

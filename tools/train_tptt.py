@@ -117,10 +117,15 @@ class Checkpoint:
 def run_stage(name, model, params, batches, loss_fn, steps, lr, deadline, logf, jlog, log_every, ckpt,
               ckpt_every, device, resume=None, progress=True, warmup=10, step_budget=None):
     """AdamW with linear warmup then cosine decay; stops at `steps` or at the wall-clock deadline.
+    params: tensors, or param groups (dicts with "params" and optionally "base_lr", the group's peak
+    learning rate instead of `lr`; the schedule scales every group alike).
     ckpt(stage_state) is called every ckpt_every steps and at the end; resume is a saved stage_state.
     step_budget: a one-element list, the optimizer steps this process may still take (--stop-after); when it
     runs out first, the stage is checkpointed as not done and the result has "interrupted": True."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    groups = params if params and isinstance(params[0], dict) else [{"params": list(params)}]
+    groups = [{**g, "base_lr": g.get("base_lr", lr), "lr": g.get("base_lr", lr)} for g in groups]
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
     times, step = [], 0
     if resume is not None:
         opt.load_state_dict(resume["optimizer"])
@@ -138,7 +143,7 @@ def run_stage(name, model, params, batches, loss_fn, steps, lr, deadline, logf, 
             break
         frac = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
         for g in opt.param_groups:
-            g["lr"] = lr * frac
+            g["lr"] = g["base_lr"] * frac
         t0 = time.time()
         loss = loss_fn(next(batches).to(device))
         loss = loss[0] if isinstance(loss, tuple) else loss
@@ -215,6 +220,9 @@ def parse_args(argv=None):
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--mu-lr", type=float, default=None,
+                    help="stage-2 peak learning rate of the mu logits (default: --lr); with mu_logit near -4.6 "
+                         "(mu 0.01) the sigmoid's slope is 0.01 and --lr barely moves mu")
     ap.add_argument("--lora-r", type=int, default=8)
     ap.add_argument("--lora-alpha", type=float, default=16.0)
     ap.add_argument("--lora-dropout", type=float, default=0.05)
@@ -351,7 +359,12 @@ def main(argv=None) -> int:
     s2_resume = resumed if resumed is not None and resumed["stage"] == "stage2" else None
     if not args.stage1_only and not (s2_resume and s2_resume["done"]):
         b2 = data.RandomWindows(train, args.seq + 1, args.batch, args.seed + 1)
-        report["stage2"] = run_stage("stage2", model, model.new_parameters(), b2,
+        params2 = model.new_parameters()
+        if args.mu_lr is not None:  # the mu logits as a group of their own
+            mus = [hp.mu_logit for hp in model.hybrid.values()]
+            own = {id(p) for p in mus}
+            params2 = [{"params": [p for p in params2 if id(p) not in own]}, {"params": mus, "base_lr": args.mu_lr}]
+        report["stage2"] = run_stage("stage2", model, params2, b2,
                                      lambda ids: lm_loss(model, ids, args.chunk_size, args.distill_weight,
                                                          args.distill_temp),
                                      args.stage2_steps, args.lr, t_start + budget, resume=s2_resume, **common)

@@ -62,6 +62,22 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
     assert all(math.isfinite(r["loss"]) and r["lr"] >= 0 for r in ea if "loss" in r)
 
 
+def test_mu_learning_rate_is_its_own(tmp_path):
+    """--mu-lr gives the mu logits their own stage-2 learning rate: 0 leaves every mu at its initial value
+    while the rest trains; a large one moves mu by far more than --lr could in 4 steps (< 1e-4)."""
+    runs = {}
+    for mu_lr in ("0", "0.5"):
+        out = tmp_path / mu_lr
+        assert train_tptt.main(TINY + ["--stage1-steps", "0", "--mu-lr", mu_lr, "--out", str(out)]) == 0
+        cfg = json.loads((out / "tptt_config.json").read_text())
+        runs[mu_lr] = (torch.tensor(cfg["mu"]), load_file(out / "adapter.safetensors"))
+    still, moved = runs["0"][0], runs["0.5"][0]
+    assert still.numel() > 0 and torch.allclose(still, torch.full_like(still, 0.01), rtol=0, atol=1e-7)
+    assert (moved - 0.01).abs().max() > 1e-3
+    lora_b = [v for k, v in runs["0"][1].items() if "lora_B" in k]
+    assert lora_b and any(v.abs().max() > 0 for v in lora_b)  # the rest did train (LoRA B starts at 0)
+
+
 def test_resume_without_checkpoint_fails_clearly(tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         train_tptt.main(TINY + ["--out", str(tmp_path / "none"), "--resume"])
