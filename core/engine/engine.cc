@@ -46,7 +46,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
 EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<Runtime> rt)
     : config_(config),
       rt_(std::move(rt)),
-      scheduler_(SchedulerConfig{config.max_running, config.max_step_tokens, config.prefill_chunk}) {}
+      scheduler_(SchedulerConfig{config.max_running, config.max_step_tokens, config.prefill_chunk}) {
+  // One decode slot per sequence the scheduler may run: requests joining and leaving the batch copy only
+  // their own state (core/model/decode_slots.h). Every running request holds one until it ends.
+  rt_->model->EnableDecodeSlots(config.max_running);
+}
 
 EngineImpl::~EngineImpl() { (void)Shutdown(/*drain=*/false); }
 

@@ -2,26 +2,38 @@
 // or linear memories in continuous batching).
 //
 // Each sequence owns its tensors (LayerState k, v, memory), but a batched decode step wants them as one
-// [B, ...] tensor. BatchRows gives that tensor and, the first time, re-binds every sequence's tensor to a
-// row of it, so the next step over the same sequences in the same order finds them already adjacent and
-// copies nothing. A sequence that leaves the batch keeps a view into the shared tensor (pinning it) until
-// it is compacted (SequenceState::Compact), which the engine does when a request ends.
+// [N, ...] tensor. BatchRows finds that tensor when the parts already are rows of one block of memory
+// (the previous step's batch, or the model's decode slots, core/model/decode_slots.h) and otherwise stacks
+// them once and re-binds every part to its row, so the next step over the same sequences copies nothing.
+// A sequence that leaves the batch keeps a view into the shared block (pinning it) until it is compacted
+// (SequenceState::Compact), which the engine does when a request ends.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include <ATen/ATen.h>
 
 namespace titand {
 
-// parts: B >= 1 defined tensors of identical sizes, dtype and device.
-// Returns T [B, *sizes] with T[b] aliasing *parts[b]: when the parts already are rows 0 .. B-1 of one
-// contiguous block of memory (the previous step's batch, or its first B rows) that block itself (no
-// copy); else a stacked copy, and each *parts[b] is re-bound to T[b] (same values, now shared storage).
-// Throws c10::Error when the parts differ in shape, dtype or device.
-at::Tensor BatchRows(const std::vector<at::Tensor*>& parts);
+struct BatchBlock {
+  at::Tensor block;           // [N, *part sizes]; block[rows[b]] aliases part b
+  std::vector<int64_t> rows;  // distinct, one per part
+  bool identity = false;      // rows == 0 .. B-1 and N == B: the block is the batch itself
+  at::Tensor rows_tensor(const at::Device& device) const;  // rows as int64 [B] on `device`
+};
 
-// True when `t` is a view into a larger allocation (for example a row of a BatchRows tensor).
+// parts: B >= 1 defined tensors of identical sizes, dtype and device.
+// When the parts are distinct rows of one contiguous block (in any order) that block (rows up to the
+// highest one used) is returned with their row numbers, nothing copied; else a stacked copy (identity
+// rows), and each *parts[b] is re-bound to its row (same values, now shared storage).
+// Throws c10::Error when the parts differ in shape, dtype or device.
+BatchBlock BatchRows(const std::vector<at::Tensor*>& parts);
+
+// Always stacks (identity rows) and re-binds each *parts[b] to its row.
+BatchBlock StackRows(const std::vector<at::Tensor*>& parts);
+
+// True when `t` is a view into a larger allocation (for example a row of a BatchRows block).
 bool SharesLargerStorage(const at::Tensor& t);
 
 }  // namespace titand

@@ -102,7 +102,48 @@ void CausalLM::SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::op
   hybrid_[i] = std::move(hybrid);
   windows_[i] = window;
   sinks_[i] = window ? sinks : 0;
+  slots_.reset();  // shaped for the old layers; rebuilt on the next decode step (held leases expire)
 }
+
+std::vector<DecodeSlots::LayerSpec> CausalLM::SlotLayers() const {
+  std::vector<DecodeSlots::LayerSpec> out;
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    if (!windows_[i]) continue;
+    const int64_t entries = *windows_[i] + sinks_[i];
+    if (entries > DecodeSlots::kMaxSlotCacheEntries) continue;
+    out.push_back({i, entries, hybrid_[i] != nullptr});
+  }
+  return out;
+}
+
+int64_t CausalLM::DecodeSlotBytes() const {
+  const int64_t kv = at::elementSize(options_.dtype), D = config_.head_dim;
+  int64_t bytes = 0;
+  for (const auto& l : SlotLayers()) {
+    bytes += 2 * config_.num_kv_heads * l.cache_slots * D * kv;
+    if (l.memory) bytes += config_.num_heads * D * D * 4;
+  }
+  return bytes;
+}
+
+void CausalLM::EnableDecodeSlots(int64_t slots) {
+  decode_slots_ = std::max<int64_t>(0, slots);
+  slots_.reset();
+  (void)Slots();
+}
+
+DecodeSlots* CausalLM::Slots() {
+  if (decode_slots_ == 0) return nullptr;
+  if (!slots_) {
+    std::vector<DecodeSlots::LayerSpec> layers = SlotLayers();
+    if (layers.empty()) return nullptr;
+    slots_ = std::make_unique<DecodeSlots>(decode_slots_, std::move(layers), config_.num_kv_heads, config_.num_heads,
+                                           config_.head_dim, options_.dtype, options_.device);
+  }
+  return slots_.get();
+}
+
+int64_t CausalLM::DecodeSlotsInUse() const { return slots_ ? slots_->InUse() : 0; }
 
 int64_t CausalLM::ParameterCount() const {
   int64_t n = embed_.numel() + final_norm_.numel();
@@ -204,7 +245,7 @@ KeysView AppendKv(LayerState& st, const at::Tensor& k_new, const at::Tensor& v_n
 
 at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
                                     std::vector<ForwardInput>& inputs, const std::vector<int64_t>& offsets,
-                                    int64_t num_decode) {
+                                    int64_t num_decode, bool slotted) {
   const ModelConfig& c = config_;
   const Layer& L = layers_[li];
   const int64_t N = h.size(0), H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
@@ -237,6 +278,9 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
     std::vector<LayerState*> states(B);
     std::vector<int64_t> positions(B);
     std::vector<at::Tensor*> memories(B);
+    if (slotted && slots_->Covers(li)) {  // the states' rows of the decode slots (copied in when elsewhere)
+      for (int64_t b = 0; b < B; ++b) slots_->Bind(*inputs[b].state, li);
+    }
     for (int64_t b = 0; b < B; ++b) {
       states[b] = &inputs[b].state->layers[li];
       positions[b] = inputs[b].state->num_tokens;
@@ -293,10 +337,21 @@ at::Tensor CausalLM::ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<
   at::Tensor positions = at::tensor(pos, lopt).to(options_.device);
   auto [cos, sin] = RopeCosSin(inv_freq_, positions, options_.dtype);
 
+  // Decode rows take decode slots when the model keeps them; when they run out this step stacks instead.
+  bool slotted = false;
+  if (num_decode > 0) {
+    if (DecodeSlots* ds = Slots()) {
+      slotted = true;
+      for (int64_t b = 0; b < num_decode; ++b) {
+        SequenceState& st = *inputs[b].state;
+        if (!ds->Holds(st) && !ds->Acquire(st)) slotted = false;
+      }
+    }
+  }
   at::Tensor x = embed_.Lookup(tokens, options_.dtype);  // [N, hidden]
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const Layer& L = layers_[li];
-    x = x + AttentionBlock(li, RmsNorm(x, L.attn_norm, c.rms_eps), cos, sin, inputs, offsets, num_decode);
+    x = x + AttentionBlock(li, RmsNorm(x, L.attn_norm, c.rms_eps), cos, sin, inputs, offsets, num_decode, slotted);
     at::Tensor gu = L.w_gate_up.Forward(RmsNorm(x, L.ffn_norm, c.rms_eps));  // [N, 2F]
     const int64_t F = c.intermediate_size;
     x = x + L.w_down.Forward(at::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F));

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/model/embedding_table.h"
+#include "core/model/decode_slots.h"
 #include "core/model/hybrid_layer.h"
 #include "core/model/linear_weight.h"
 #include "core/model/model_config.h"
@@ -71,6 +72,16 @@ class CausalLM {
   void SetHybrid(int64_t i, std::unique_ptr<HybridLayer> hybrid, std::optional<int64_t> window, int64_t sinks = 0);
   const HybridLayer* hybrid(int64_t i) const { return hybrid_[i].get(); }
 
+  // Keeps the window caches and linear memories of up to `slots` decoding sequences in batch-resident
+  // rows (core/model/decode_slots.h), allocated now: slots x DecodeSlotBytes(). A batch whose membership
+  // changes then copies only the sequences that join. 0 turns it off (the default: states are stacked per
+  // batch, core/model/batch_rows.h). Called by the engine with its max_running.
+  void EnableDecodeSlots(int64_t slots);
+  // Bytes one decode slot holds (0 when no layer is covered: no windowed layer, or windows too long).
+  int64_t DecodeSlotBytes() const;
+  // Slots currently held by sequences (0 when off).
+  int64_t DecodeSlotsInUse() const;
+
  private:
   struct Layer {
     at::Tensor attn_norm, q_norm, k_norm, ffn_norm;
@@ -80,7 +91,9 @@ class CausalLM {
   absl::Status Load(WeightSource& weights);
   at::Tensor AttentionBlock(int64_t li, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
                             std::vector<ForwardInput>& inputs, const std::vector<int64_t>& offsets,
-                            int64_t num_decode);
+                            int64_t num_decode, bool slotted);
+  std::vector<DecodeSlots::LayerSpec> SlotLayers() const;
+  DecodeSlots* Slots();  // built on first use after EnableDecodeSlots / SetHybrid; null when off
   at::Tensor ForwardImpl(std::vector<ForwardInput>& inputs, std::vector<at::Tensor>* logits);
 
   ModelConfig config_;
@@ -93,6 +106,8 @@ class CausalLM {
   std::vector<std::optional<int64_t>> windows_;
   std::vector<int64_t> sinks_;
   std::vector<std::unique_ptr<HybridLayer>> hybrid_;
+  int64_t decode_slots_ = 0;
+  std::unique_ptr<DecodeSlots> slots_;
 };
 
 }  // namespace titand

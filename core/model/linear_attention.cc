@@ -176,18 +176,30 @@ at::Tensor LinearAttentionDecodeStep(LinearOperator op, const at::Tensor& q, con
   }
   const at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat), vf = v.to(at::kFloat);
   const at::Tensor kq = at::stack({kf, qf}, 2);  // [B, H, 2, d]
-  // The states as rows of one block [B, H, d, dv] (no copy when the previous step left them so).
-  const at::Tensor S = BatchRows(states);
-  const at::Tensor up = at::matmul(kq, S);       // [B, H, 2, dv]: k^T S and q^T S with one read of S
+  // The states as rows of one block [N, H, d, dv] (no copy when they already are: the previous step's
+  // batch or the model's decode slots). Rows of the block that are not in this batch are read and written
+  // with k = 0, a = 1 (exact no-ops); their results are dropped.
+  const BatchBlock bb = BatchRows(states);
+  const at::Tensor& S = bb.block;
+  const int64_t N = S.size(0);
+  const at::Tensor rows = bb.identity ? at::Tensor() : bb.rows_tensor(q.device());
+  auto scatter = [&](const at::Tensor& t, double fill) {  // [B, ...] -> [N, ...]
+    if (bb.identity) return t;
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] = N;
+    return at::full(shape, fill, t.options()).index_copy_(0, rows, t);
+  };
+  auto gather = [&](const at::Tensor& t) { return bb.identity ? t : t.index_select(0, rows); };
+  const at::Tensor up = gather(at::matmul(scatter(kq, 0.0), S));  // [B, H, 2, dv]: k^T S, q^T S, one read of S
   const at::Tensor u = up.select(2, 0), p = up.select(2, 1);
   const at::Tensor a = gated ? alpha.to(at::kFloat).unsqueeze(-1) : at::Tensor();     // [B, H, 1]
   at::Tensor dd = vf;                                                                  // [B, H, dv]
   if (delta) dd = (vf - (gated ? a * u : u)) * beta.to(at::kFloat).unsqueeze(-1);
   const at::Tensor kdotq = (kf * qf).sum(-1, /*keepdim=*/true);                        // [B, H, 1]
   at::Tensor o = (gated ? a * p : p) + dd * kdotq;
-  // S <- a S + k dd^T, in place for the whole batch.
-  if (gated) S.mul_(a.unsqueeze(-1));
-  S.addcmul_(kf.unsqueeze(-1), dd.unsqueeze(-2));  // [B, H, d, 1] x [B, H, 1, dv]
+  // S <- a S + k dd^T, in place for the whole block.
+  if (gated) S.mul_(scatter(a, 1.0).unsqueeze(-1));
+  S.addcmul_(scatter(kf, 0.0).unsqueeze(-1), scatter(dd, 0.0).unsqueeze(-2));  // [N, H, d, 1] x [N, H, 1, dv]
   return o.to(v.scalar_type());
 }
 

@@ -63,6 +63,7 @@ void SequenceState::Compact() {
       if (SharesLargerStorage(*t)) *t = t->clone();
     }
   }
+  slot.reset();  // after the copies: the row may be handed out again at once
 }
 
 }  // namespace titand

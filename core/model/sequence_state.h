@@ -18,6 +18,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -40,15 +42,28 @@ struct LayerState {
   int64_t ByteSize() const;
 };
 
+// A row of the model's decode slots held by a sequence (core/model/decode_slots.h); given back when the
+// lease is destroyed.
+struct DecodeSlotLease {
+  int64_t index = -1;
+  const void* owner = nullptr;  // the DecodeSlots it belongs to
+  std::function<void(int64_t)> release;
+  ~DecodeSlotLease() {
+    if (release) release(index);
+  }
+};
+
 struct SequenceState {
   std::vector<LayerState> layers;
   int64_t num_tokens = 0;  // tokens processed so far == position of the next token
+  std::shared_ptr<DecodeSlotLease> slot;  // set while the sequence holds a decode slot
 
   int64_t ByteSize() const;
-  // A deep copy (entries in order, own storage): the fork evolves independently of the original.
+  // A deep copy (entries in order, own storage, no slot): the fork evolves independently of the original.
   SequenceState Fork() const;
-  // Gives every tensor that is a row of a batch-resident block (core/model/batch_rows.h) its own storage,
-  // layout kept, so a sequence that left the batch does not pin the block. Called when a request ends.
+  // Gives every tensor that is a row of a batch-resident block (core/model/batch_rows.h) or of a decode
+  // slot its own storage, layout kept, and gives the slot back, so a sequence that left the batch pins
+  // nothing. Called when a request ends.
   void Compact();
 };
 

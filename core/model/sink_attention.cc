@@ -129,23 +129,34 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
     }
     if (st.k.sizes() != states[0]->k.sizes()) same_shape = false;
   }
-  // 2. The batch's keys/values K, V [B, Hkv, S, D] with the new entries written in place: the caches
-  // themselves when they have one shape (batch-resident rows, core/model/batch_rows.h), else a padded copy.
+  // 2. The batch's keys/values K, V [N, Hkv, S, D] with the new entries written in place: the caches
+  // themselves when they have one shape (rows of one block, core/model/batch_rows.h: the previous step's
+  // batch or the model's decode slots; N >= B, sequence b in row rows[b]), else a padded copy (N = B).
   auto lopt = at::TensorOptions().dtype(at::kLong).device(q_rot.device());
   at::Tensor K, V;
+  std::vector<int64_t> rows(B);
+  for (int64_t b = 0; b < B; ++b) rows[b] = b;
+  bool identity = true;
   if (same_shape) {
     std::vector<at::Tensor*> kp(B), vp(B);
     for (int64_t b = 0; b < B; ++b) {
       kp[b] = &states[b]->k;
       vp[b] = &states[b]->v;
     }
-    K = BatchRows(kp);
-    V = BatchRows(vp);
-    const at::Tensor bi = at::arange(B, lopt);
+    BatchBlock kb = BatchRows(kp), vb = BatchRows(vp);
+    if (kb.rows != vb.rows || kb.block.size(0) != vb.block.size(0)) {  // k and v laid out apart: one copy
+      kb = StackRows(kp);
+      vb = StackRows(vp);
+    }
+    K = kb.block;
+    V = vb.block;
+    rows = kb.rows;
+    identity = kb.identity;
+    const at::Tensor ri = kb.rows_tensor(q_rot.device());
     const at::Tensor si = at::tensor(slot, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
     using at::indexing::Slice;
-    K.index_put_({bi, Slice(), si}, k_rot);  // K[b, :, slot[b], :] = k_rot[b]
-    V.index_put_({bi, Slice(), si}, v);
+    K.index_put_({ri, Slice(), si}, k_rot);  // K[rows[b], :, slot[b], :] = k_rot[b]
+    V.index_put_({ri, Slice(), si}, v);
   } else {
     const int64_t smax = *std::max_element(seen.begin(), seen.end());
     K = at::zeros({B, Hkv, smax, D}, k_rot.options());
@@ -158,37 +169,53 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
       V.select(0, b).narrow(1, 0, seen[b]).copy_(st.v.narrow(1, 0, seen[b]));
     }
   }
-  const int64_t S = K.size(2);
-  at::Tensor valid;  // [B, 1, 1, S]: slots past a young cache's entries hidden; undefined when all are seen
-  if (*std::min_element(seen.begin(), seen.end()) < S) {
-    at::Tensor seen_t = at::tensor(seen, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
-    valid = (at::arange(S, lopt).unsqueeze(0) < seen_t.unsqueeze(1)).view({B, 1, 1, S});
+  const int64_t N = K.size(0), S = K.size(2);
+  // Per block row: its query (zeros for rows not in this batch: their results are dropped), position and
+  // the slots it sees.
+  at::Tensor rows_t, qr = q_rot, qs = q;
+  std::vector<int64_t> pos_n = positions, seen_n = seen;
+  if (!identity) {
+    rows_t = at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+    qr = at::zeros({N, H, D}, q_rot.options()).index_copy_(0, rows_t, q_rot);
+    if (sw.sinks > 0) qs = at::zeros({N, H, D}, q.options()).index_copy_(0, rows_t, q);
+    pos_n.assign(N, 0);
+    seen_n.assign(N, S);
+    for (int64_t b = 0; b < B; ++b) {
+      pos_n[rows[b]] = positions[b];
+      seen_n[rows[b]] = seen[b];
+    }
+  }
+  at::Tensor valid;  // [N, 1, 1, S]: slots past a young cache's entries hidden; undefined when all are seen
+  if (*std::min_element(seen_n.begin(), seen_n.end()) < S) {
+    at::Tensor seen_t = at::tensor(seen_n, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+    valid = (at::arange(S, lopt).unsqueeze(0) < seen_t.unsqueeze(1)).view({N, 1, 1, S});
   }
   // 3. Attention over the seen slots. Their order does not matter (keys carry their RoPE; softmax is
   // permutation invariant) except that the sinks are the first slots (the ring keeps them in front).
   at::Tensor out;
   if (sw.sinks == 0 && impl == AttentionImpl::kSdpa) {
-    out = at::scaled_dot_product_attention(q_rot.unsqueeze(2), K, V,
+    out = at::scaled_dot_product_attention(qr.unsqueeze(2), K, V,
                                            valid.defined() ? std::optional<at::Tensor>(valid) : std::nullopt,
                                            /*dropout_p=*/0.0, /*is_causal=*/false, scale, /*enable_gqa=*/G > 1);
-    out = out.reshape({B, H * D});
+    out = out.reshape({N, H * D});
   } else {
-    at::Tensor kt = K.transpose(-1, -2);                                                    // [B, Hkv, D, S]
+    at::Tensor kt = K.transpose(-1, -2);                                                    // [N, Hkv, D, S]
     const int64_t sink_cols = std::min(sw.sinks, S);
-    at::Tensor scores = at::matmul(q_rot.reshape({B, Hkv, G, D}), kt.narrow(-1, sink_cols, S - sink_cols))
-                            .to(at::kFloat) * scale;                                        // [B, Hkv, G, S - n]
+    at::Tensor scores = at::matmul(qr.reshape({N, Hkv, G, D}), kt.narrow(-1, sink_cols, S - sink_cols))
+                            .to(at::kFloat) * scale;                                        // [N, Hkv, G, S - n]
     if (sink_cols > 0) {
       // Sink columns score against the query rotated for min(t, W + N_s - 1) (see SinkWindowAttention).
-      at::Tensor pos = at::tensor(positions, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+      at::Tensor pos = at::tensor(pos_n, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
       auto [cos, sin] = RopeCosSin(inv_freq, at::clamp_max(pos, sw.window + sw.sinks - 1), q_rot.scalar_type());
-      at::Tensor q_sink = ApplyRope(q, cos, sin).view({B, Hkv, G, D});
+      at::Tensor q_sink = ApplyRope(qs, cos, sin).view({N, Hkv, G, D});
       at::Tensor sink_scores = at::matmul(q_sink, kt.narrow(-1, 0, sink_cols)).to(at::kFloat) * scale;
       scores = at::cat({sink_scores, scores}, -1);
     }
     if (valid.defined()) scores = scores.masked_fill(valid.logical_not(), -std::numeric_limits<float>::infinity());
     at::Tensor probs = at::softmax(scores, -1).to(V.scalar_type());
-    out = at::matmul(probs, V).reshape({B, H * D});  // [B, Hkv, G, D]
+    out = at::matmul(probs, V).reshape({N, H * D});  // [N, Hkv, G, D]
   }
+  if (!identity) out = out.index_select(0, rows_t);
   // 4. Advance: a cache that just became full switches to the ring layout (its oldest window entry, at
   // slot N_s, leaves the window at the next step); a ring moves its stale slot on.
   for (int64_t b = 0; b < B; ++b) {

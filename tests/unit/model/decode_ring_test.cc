@@ -44,32 +44,50 @@ TEST(BatchRows, StacksOnceThenFindsTheRowsInPlace) {
   std::vector<at::Tensor> t = {at::randn({2, 4, 3}), at::randn({2, 4, 3}), at::randn({2, 4, 3})};
   const std::vector<at::Tensor> want = {t[0].clone(), t[1].clone(), t[2].clone()};
   std::vector<at::Tensor*> p = {&t[0], &t[1], &t[2]};
-  at::Tensor block = BatchRows(p);
+  BatchBlock bb = BatchRows(p);
+  const at::Tensor block = bb.block;
   ASSERT_EQ(block.sizes(), at::IntArrayRef({3, 2, 4, 3}));
+  EXPECT_TRUE(bb.identity);
   for (int b = 0; b < 3; ++b) {
     EXPECT_TRUE(at::equal(block[b], want[b]));
     EXPECT_EQ(t[b].data_ptr(), block[b].data_ptr()) << "part " << b << " re-bound to its row";
     EXPECT_TRUE(SharesLargerStorage(t[b]));
   }
   // The same parts again: the block itself, no copy; a write through it reaches the parts.
-  at::Tensor again = BatchRows(p);
-  EXPECT_EQ(again.data_ptr(), block.data_ptr());
-  again[1].fill_(7.0);
+  BatchBlock again = BatchRows(p);
+  EXPECT_EQ(again.block.data_ptr(), block.data_ptr());
+  EXPECT_TRUE(again.identity);
+  again.block[1].fill_(7.0);
   EXPECT_TRUE(at::equal(t[1], at::full({2, 4, 3}, 7.0)));
-  // The first two rows (a sequence left the end of the batch): still no copy.
+  // The first two rows (a sequence left the end of the batch): the first two rows of the block.
   std::vector<at::Tensor*> first_two = {&t[0], &t[1]};
-  EXPECT_EQ(BatchRows(first_two).data_ptr(), block.data_ptr());
-  // Another order: a copy with the right rows, and the parts move to it.
+  BatchBlock two = BatchRows(first_two);
+  EXPECT_EQ(two.block.data_ptr(), block.data_ptr());
+  EXPECT_TRUE(two.identity);
+  EXPECT_EQ(two.block.size(0), 2);
+  // Other rows in another order (one left from the middle, the batch reordered): the block up to the
+  // highest row used, with each part's row, still no copy.
   std::vector<at::Tensor*> swapped = {&t[2], &t[0]};
-  at::Tensor other = BatchRows(swapped);
-  EXPECT_NE(other.data_ptr(), block.data_ptr());
-  EXPECT_TRUE(at::equal(other[0], want[2]));
-  EXPECT_TRUE(at::equal(other[1], want[0]));
-  EXPECT_EQ(t[2].data_ptr(), other[0].data_ptr());
+  BatchBlock other = BatchRows(swapped);
+  EXPECT_EQ(other.block.data_ptr(), block.data_ptr());
+  EXPECT_FALSE(other.identity);
+  EXPECT_EQ(other.rows, (std::vector<int64_t>{2, 0}));
+  EXPECT_EQ(other.block.size(0), 3);
+  EXPECT_TRUE(at::equal(other.block[other.rows[0]], want[2]));
+  // Forced: a fresh stack in the asked order, the parts move to it.
+  BatchBlock copied = StackRows(swapped);
+  EXPECT_NE(copied.block.data_ptr(), block.data_ptr());
+  EXPECT_TRUE(at::equal(copied.block[0], want[2]));
+  EXPECT_TRUE(at::equal(copied.block[1], want[0]));
+  EXPECT_EQ(t[2].data_ptr(), copied.block[0].data_ptr());
+  // A part that is not a row of the others' block: a copy.
+  at::Tensor stray = at::randn({2, 4, 3});
+  std::vector<at::Tensor*> mixed = {&t[1], &stray};
+  EXPECT_NE(BatchRows(mixed).block.data_ptr(), block.data_ptr());
   // A single part is viewed, never copied.
   at::Tensor own = at::randn({2, 4, 3});
   std::vector<at::Tensor*> one = {&own};
-  EXPECT_EQ(BatchRows(one).data_ptr(), own.data_ptr());
+  EXPECT_EQ(BatchRows(one).block.data_ptr(), own.data_ptr());
   EXPECT_FALSE(SharesLargerStorage(own));
   // Parts of different shapes are refused.
   at::Tensor small = at::randn({2, 3, 3});
@@ -101,11 +119,16 @@ void DecodeStep(CausalLM& m, const std::vector<int>& who, const std::vector<std:
 // Sequences decoded together while the batch changes under them: one leaves from the middle, the order
 // is reversed, it comes back, a prefill chunk joins. Every logits row equals the sequence alone; once
 // the batch is stable, a step writes the caches where they are (no copy) and the ring layout is in use.
+// Without decode slots (0), with fewer slots than sequences (2: some steps stack), and with enough (4:
+// the states stay in their rows through every change of membership and order).
 TEST(DecodeRing, BatchChangesKeepEverySequenceEqualToItselfAlone) {
+  for (int64_t slots : {int64_t{0}, int64_t{2}, int64_t{4}})
   for (int64_t sinks : {int64_t{0}, kSinks}) {
     for (AttentionImpl impl : {AttentionImpl::kSdpa, AttentionImpl::kReference}) {
-      SCOPED_TRACE(::testing::Message() << "sinks " << sinks << " impl " << static_cast<int>(impl));
+      SCOPED_TRACE(::testing::Message() << "slots " << slots << " sinks " << sinks << " impl "
+                                        << static_cast<int>(impl));
       auto m = MakeHybrid(sinks, impl);
+      m->EnableDecodeSlots(slots);
       const std::vector<int> prompt = {12, 2, 7, 20};  // full, young, about to fill, long past the window
       const int total = 60;
       std::vector<std::vector<int32_t>> seqs;
@@ -132,8 +155,14 @@ TEST(DecodeRing, BatchChangesKeepEverySequenceEqualToItselfAlone) {
       EXPECT_EQ(st[0].layers[0].k.data_ptr(), k0);
       EXPECT_EQ(st[3].layers[1].memory.data_ptr(), s0);
       for (int s = 0; s < 4; ++s) EXPECT_FALSE(st[s].layers[0].in_order()) << "sequence " << s;
+      EXPECT_EQ(m->DecodeSlotsInUse(), std::min<int64_t>(slots, 4));
+      const void* k3 = st[3].layers[1].k.data_ptr();
       for (int k = 0; k < 4; ++k) DecodeStep(*m, {0, 2, 3}, seqs, st, fed, rows);  // 1 paused
       for (int k = 0; k < 4; ++k) DecodeStep(*m, {3, 2, 0}, seqs, st, fed, rows);  // reversed
+      if (slots == 4) {  // in its slot through both changes: nothing was copied
+        EXPECT_EQ(st[3].layers[1].k.data_ptr(), k3);
+        EXPECT_EQ(st[3].slot->index, 3);
+      }
       for (int k = 0; k < 3; ++k) DecodeStep(*m, {3, 1, 2, 0}, seqs, st, fed, rows);  // 1 is back
       // A prefill chunk of sequence 1 between decode steps of the others (its ring goes back in order).
       {
@@ -162,6 +191,12 @@ TEST(DecodeRing, BatchChangesKeepEverySequenceEqualToItselfAlone) {
           EXPECT_EQ(l.len, SinkWindowCacheLen({kWindow, sinks}, st[s].num_tokens)) << "sequence " << s;
         }
       }
+      // Requests end: compacted states give their slots back and keep their values.
+      const at::Tensor before = st[1].layers[0].OrderedKv().first.clone();
+      for (auto& x : st) x.Compact();
+      EXPECT_EQ(m->DecodeSlotsInUse(), 0);
+      EXPECT_TRUE(at::equal(st[1].layers[0].OrderedKv().first, before));
+      EXPECT_FALSE(SharesLargerStorage(st[1].layers[0].k));
     }
   }
 }

@@ -234,6 +234,41 @@ TEST(LinearAttentionTest, DecodeStepMatchesPerSequenceRecurrence) {
                c10::Error);
 }
 
+// States that are rows of one block in another order (the model's decode slots, with a row not in the
+// step): each equals its own recurrence, the row not in the step is left bit for bit, nothing is copied.
+TEST(LinearAttentionTest, DecodeStepOnRowsOfOneBlockInAnyOrder) {
+  const int64_t h = 2, d = 16, dv = 8;
+  for (LinearOperator op : kAllOps) {
+    at::manual_seed(5);
+    at::Tensor block = at::randn({3, h, d, dv}) * 0.5;
+    const at::Tensor idle = block[1].clone();
+    std::vector<at::Tensor> states = {block.select(0, 2), block.select(0, 0)};  // rows 2 and 0
+    std::vector<at::Tensor> per_seq = {states[0].clone(), states[1].clone()};
+    std::vector<at::Tensor*> ptrs = {&states[0], &states[1]};
+    for (int step = 0; step < 3; ++step) {
+      Inputs in = MakeInputs(2 * h, 1, d, dv, at::kFloat, 500 + step);
+      auto bh = [&](const at::Tensor& x) {
+        std::vector<int64_t> shape = {2, h};
+        for (int64_t i = 2; i < x.dim(); ++i) shape.push_back(x.size(i));
+        return x.reshape(shape);
+      };
+      const bool beta = UsesBeta(op), alpha = UsesAlpha(op);
+      at::Tensor o = LinearAttentionDecodeStep(op, bh(in.q), bh(in.k), bh(in.v), beta ? bh(in.beta) : at::Tensor(),
+                                               alpha ? bh(in.alpha) : at::Tensor(), ptrs);
+      for (int64_t i = 0; i < 2; ++i) {
+        auto one = [&](const at::Tensor& x) { return x.reshape({2, h, -1}).select(0, i).unsqueeze(1); };
+        at::Tensor oi = LinearAttentionRecurrent(op, one(in.q), one(in.k), one(in.v),
+                                                 in.beta.reshape({2, h, 1}).select(0, i),
+                                                 in.alpha.reshape({2, h, 1}).select(0, i), per_seq[i]);
+        EXPECT_LT(RelErr(o.select(0, i), oi.squeeze(1)), 1e-5) << ToString(op);
+        EXPECT_LT(RelErr(states[i], per_seq[i]), 1e-5) << ToString(op);
+      }
+      EXPECT_EQ(states[0].data_ptr(), block[2].data_ptr());  // still rows of the block
+      EXPECT_TRUE(at::equal(block[1], idle)) << ToString(op);
+    }
+  }
+}
+
 TEST(LinearAttentionTest, UnusedScalarsMayBeUndefinedAndBadInputsThrow) {
   Inputs in = MakeInputs(2, 10, 8, 4, at::kFloat, 1);
   at::Tensor s = at::zeros({2, 8, 4});
