@@ -2,12 +2,17 @@
 //   bench_runtime --model M [--tptt DIR] [--device auto|cpu|cuda[:N]] [--dtype auto|float32|bfloat16|float16]
 //                 [--weights dtype|auto|f32|bf16|int8|int4] [--threads N] [--prefill 512] [--decode 64]
 //                 [--contexts 512,2048,8192,32768] [--decode-at 16]
-//                 [--batches 1,8,32] [--batch-context 512] [--op-profile 1,32]
+//                 [--batches 1,8,32] [--batch-context 512] [--op-profile 1,32] [--decode-slots N] [--churn]
 // Prints one JSON object: prefill tokens/s (real tokens), decode tokens/s at batch 1 after the prefill,
 // and decode ms/token at each context length. For the context sweep the state is filled with random
 // keys/values/memory of the right shapes instead of prefilling (decode cost depends on shapes, not values).
 // --batches: aggregate decode tokens/s of B sequences decoded together (one Forward per step, B inputs),
 // each with a synthetic state of --batch-context tokens.
+// --decode-slots N: the model keeps N decode slots (core/model/decode_slots.h), as titand does with its
+// max_running; 0 (default) stacks the batch's states (core/model/batch_rows.h).
+// --churn: the batched decode changes membership every step, as requests end and start under continuous
+// batching: B + 1 sequences, each step one of them sits out (compacted, as the engine does when a request
+// ends) and rejoins at the next step.
 // --op-profile: for each batch size, the ATen operators our code calls per decode step (counted with a
 // RecordFunction observer, nested calls excluded) and their inclusive time: the per-token op overhead,
 // a figure that does not depend on machine load the way wall time does.
@@ -92,6 +97,35 @@ double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps)
   return Seconds(t0, Clock::now()) / steps;
 }
 
+// Seconds per decode step of B = states.size() - 1 sequences when one sequence leaves and one rejoins every
+// step (see --churn): at step i, sequence i mod (B + 1) sits out and is compacted.
+double ChurnDecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps) {
+  const int64_t n = static_cast<int64_t>(states.size());
+  auto step = [&](int i) {
+    const int64_t out = i % n;
+    states[out]->Compact();
+    std::vector<ForwardInput> in;
+    for (int64_t b = 0; b < n; ++b) {
+      if (b == out) continue;
+      ForwardInput f;
+      f.state = states[b];
+      f.tokens = {static_cast<int32_t>(100 + i)};
+      in.push_back(std::move(f));
+    }
+    auto r = m.Forward(in);
+    if (!r.ok()) {
+      std::cerr << "bench_runtime: decode failed: " << r.status().message() << "\n";
+      std::exit(1);
+    }
+  };
+  step(0);  // warm
+  const auto t0 = Clock::now();
+  const double c0 = ProcessCpuSeconds();
+  for (int i = 1; i <= steps; ++i) step(i);
+  g_decode_cpu_s = (ProcessCpuSeconds() - c0) / steps;
+  return Seconds(t0, Clock::now()) / steps;
+}
+
 // Top-level ATen calls (depth 0 on the calling thread) by name: count and inclusive seconds.
 struct OpStats {
   std::map<std::string, std::pair<int64_t, double>> by_name;
@@ -170,11 +204,22 @@ int main(int argc, char** argv) {
   const std::vector<int64_t> contexts = list("contexts", "512,2048,8192,32768");
   const std::vector<int64_t> batches = list("batches", "");
   const std::vector<int64_t> op_profile = list("op-profile", "");
+  const std::string slots_arg = Arg(argc, argv, "decode-slots", "0");
+  int64_t decode_slots = 0;
+  if (!absl::SimpleAtoi(slots_arg, &decode_slots) || decode_slots < 0) {
+    std::cerr << "bench_runtime: --decode-slots: expected a count >= 0, got '" << slots_arg << "'\n";
+    return 2;
+  }
+  bool churn = false;
+  for (int i = 1; i < argc; ++i) churn = churn || std::string(argv[i]) == "--churn";
   std::unique_ptr<Runtime> rt = LoadOrReport("bench_runtime", lo);
   if (!rt) return 1;
   CausalLM& m = *rt->model;
   nlohmann::json out = RunHeader(*rt, lo);
   out["rss_mib_after_load"] = RssMiB();
+  m.EnableDecodeSlots(decode_slots);
+  out["decode_slots"] = decode_slots;
+  out["decode_slot_bytes"] = m.DecodeSlotBytes();
   // Prefill: `prefill` real tokens in one forward (after one warm-up run).
   std::vector<int32_t> toks;
   for (int i = 0; i < prefill; ++i) toks.push_back(static_cast<int32_t>((i * 7919) % 40000 + 100));
@@ -210,12 +255,12 @@ int main(int argc, char** argv) {
   nlohmann::json agg = nlohmann::json::array();
   for (int64_t b : batches) {
     std::vector<SequenceState> states;
-    for (int64_t i = 0; i < b; ++i) states.push_back(SyntheticState(m, batch_context));
+    for (int64_t i = 0; i < b + (churn ? 1 : 0); ++i) states.push_back(SyntheticState(m, batch_context));
     std::vector<SequenceState*> ptrs;
     for (auto& st : states) ptrs.push_back(&st);
-    const double sec = DecodeSeconds(m, ptrs, decode_at);
+    const double sec = churn ? ChurnDecodeSeconds(m, ptrs, decode_at) : DecodeSeconds(m, ptrs, decode_at);
     agg.push_back({{"batch", b}, {"context", batch_context}, {"step_ms", sec * 1000},
-                   {"step_cpu_ms", g_decode_cpu_s * 1000},
+                   {"step_cpu_ms", g_decode_cpu_s * 1000}, {"churn", churn},
                    {"aggregate_tokens_per_s", b / sec}});
   }
   out["batched_decode"] = agg;
