@@ -45,7 +45,9 @@ bool DecodeSlots::Acquire(SequenceState& st) {
   if (index < 0) return false;
   auto lease = std::make_shared<DecodeSlotLease>();
   lease->index = index;
-  lease->owner = this;
+  // The free list identifies the owner: a lease keeps it alive, so a later DecodeSlots (a model re-shaped
+  // by SetHybrid) can never share its address and mistake an old lease for one of its own.
+  lease->owner = free_.get();
   lease->release = [free = free_](int64_t i) {  // the free list outlives this object if a lease does
     std::lock_guard<std::mutex> lock(free->mu);
     free->used[static_cast<size_t>(i)] = false;

@@ -43,7 +43,7 @@ class DecodeSlots {
   // Gives `st` a free slot (a lease in st.slot). False when every slot is taken (st keeps no slot).
   bool Acquire(SequenceState& st);
   // True when `st` holds a slot of this object.
-  bool Holds(const SequenceState& st) const { return st.slot && st.slot->owner == this; }
+  bool Holds(const SequenceState& st) const { return st.slot && st.slot->owner == free_.get(); }
   // Makes layer `layer`'s k, v (and memory) of `st`, which Holds() a slot, the rows of that slot: copies
   // them in when they are elsewhere (first step after taking the slot, or after a prefill replaced them).
   // Throws c10::Error when the cache does not fit the row.

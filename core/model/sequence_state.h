@@ -46,7 +46,7 @@ struct LayerState {
 // lease is destroyed.
 struct DecodeSlotLease {
   int64_t index = -1;
-  const void* owner = nullptr;  // the DecodeSlots it belongs to
+  const void* owner = nullptr;  // identifies the DecodeSlots it belongs to
   std::function<void(int64_t)> release;
   ~DecodeSlotLease() {
     if (release) release(index);

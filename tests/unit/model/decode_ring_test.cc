@@ -248,6 +248,29 @@ TEST(DecodeRing, ForkCompactAndNormalizeContinueLikeTheOriginal) {
   EXPECT_LT(MaxDiff(fork_rows[1], alone.narrow(0, alone.size(0) - n, n)), 1e-5);
 }
 
+// Re-shaping the model (SetHybrid) drops its decode slots; states holding old leases take new slots and
+// decode on correctly, and the old leases are never mistaken for new ones.
+TEST(DecodeRing, SlotsRebuiltAfterSetHybrid) {
+  auto m = MakeHybrid(kSinks, AttentionImpl::kSdpa);
+  m->EnableDecodeSlots(2);
+  std::vector<std::vector<int32_t>> seqs = {Tokens(30, 21), Tokens(30, 22)};
+  std::vector<SequenceState> st = {m->NewState(), m->NewState()};
+  std::vector<size_t> fed = {0, 0};
+  std::vector<at::Tensor> rows = {at::empty({0, 97}), at::empty({0, 97})};
+  for (int k = 0; k < 10; ++k) DecodeStep(*m, {0, 1}, seqs, st, fed, rows);
+  ASSERT_EQ(m->DecodeSlotsInUse(), 2);
+  const ModelConfig& c = m->config();
+  m->SetHybrid(1, testing::TinyGatedDeltaLayer(c, 0.4), kWindow, kSinks);  // same layer, new object
+  EXPECT_EQ(m->DecodeSlotsInUse(), 0);
+  for (int k = 0; k < 10; ++k) DecodeStep(*m, {1, 0}, seqs, st, fed, rows);
+  EXPECT_EQ(m->DecodeSlotsInUse(), 2);
+  EXPECT_NE(st[0].slot->index, st[1].slot->index);
+  for (int s = 0; s < 2; ++s) {
+    at::Tensor alone = RunPieces(*m, std::vector<int32_t>(seqs[s].begin(), seqs[s].begin() + fed[s]), {1000});
+    EXPECT_LT(MaxDiff(alone, rows[s]), 1e-5) << "sequence " << s;
+  }
+}
+
 // A state whose entries do not match its position is refused, not read out of bounds.
 TEST(DecodeRing, InconsistentStateIsRefused) {
   auto m = MakeHybrid(kSinks, AttentionImpl::kSdpa);
