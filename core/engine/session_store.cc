@@ -112,7 +112,7 @@ absl::StatusOr<std::unique_ptr<SessionStore>> SessionStore::Open(SessionStoreOpt
         absl::string_view msg = h.status().message();
         const std::string path = de.path().string();
         if (absl::StartsWith(msg, path)) msg.remove_prefix(path.size());
-        e.error = absl::Status(h.status().code(), absl::StrCat("session ", id, ": unreadable snapshot", msg));
+        (void)s->Unreadable(id, e, h.status(), msg);
       }
     }
     s->entries_.emplace(id, std::move(e));
@@ -126,6 +126,16 @@ SteadyTime SessionStore::Now() const { return opt_.clock ? opt_.clock() : std::c
 std::string SessionStore::PathOf(const std::string& id) const { return opt_.dir + "/" + id + kSuffix; }
 
 void SessionStore::LogDiskError(const absl::Status& st) const { std::cerr << "session store: " << st << "\n"; }
+
+absl::Status SessionStore::Unreadable(const std::string& id, Entry& e, const absl::Status& why,
+                                      absl::string_view detail) {
+  const absl::StatusCode code =
+      why.code() == absl::StatusCode::kInvalidArgument ? absl::StatusCode::kDataLoss : why.code();
+  e.error = absl::Status(code, absl::StrCat("session ", id, ": unreadable snapshot", detail));
+  ++counters_.disk_read_errors;
+  LogDiskError(e.error);
+  return e.error;
+}
 
 SessionInfo SessionStore::InfoOf(const std::string& id, const Entry& e) const {
   SessionInfo i;
@@ -305,8 +315,7 @@ absl::StatusOr<SessionInfo> SessionStore::Fork(const std::string& id, const std:
       ASSIGN_OR_RETURN(std::string bytes, ReadFile(id));
       if (opt_.codec.verify) {
         if (absl::Status v = opt_.codec.verify(bytes); !v.ok()) {
-          src.error = absl::Status(v.code(), absl::StrCat("session ", id, ": unreadable snapshot: ", v.message()));
-          return src.error;
+          return Unreadable(id, src, v, absl::StrCat(": ", v.message()));
         }
       }
       RETURN_IF_ERROR(WriteFile(nid, e, bytes));

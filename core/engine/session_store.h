@@ -174,6 +174,11 @@ class SessionStore {
   absl::Status RemoveFileOf(const std::string& id, Entry& e);
   void Erase(std::map<std::string, Entry>::iterator it);
   void LogDiskError(const absl::Status& st) const;
+  // The error of a stored snapshot that cannot be restored (`why` from the codec): logged, counted as a
+  // disk read error, and reported as DATA_LOSS where the codec calls the bytes malformed (INVALID_ARGUMENT:
+  // bad magic, unknown version, broken header), since the client sent nothing wrong; a snapshot of another
+  // model keeps FAILED_PRECONDITION. Sets and returns e.error. Needs mu_ held (or the store not shared yet).
+  absl::Status Unreadable(const std::string& id, Entry& e, const absl::Status& why, absl::string_view detail);
 
   const SessionStoreOptions opt_;
   mutable std::mutex mu_;

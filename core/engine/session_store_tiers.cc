@@ -48,8 +48,7 @@ absl::Status SessionStore::ToDevice(const std::string& id, Entry& e) {
   const std::string& bytes = e.tier == SessionTier::kDisk ? from_disk : e.bytes;
   auto cur = opt_.codec.deserialize(bytes);
   if (!cur.ok()) {
-    e.error = absl::Status(cur.status().code(), absl::StrCat("session ", id, ": unreadable snapshot: ", cur.status().message()));
-    return e.error;
+    return Unreadable(id, e, cur.status(), absl::StrCat(": ", cur.status().message()));
   }
   if (e.tier == SessionTier::kHost) host_bytes_ -= e.state_bytes;
   std::string().swap(e.bytes);

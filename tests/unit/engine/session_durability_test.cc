@@ -163,5 +163,34 @@ TEST_F(DurabilityTest, ForkOfACorruptDiskSessionFailsBeforeOk) {
   EXPECT_FALSE(s->Pin("src").ok());  // the source is now known broken
 }
 
+// A file in the session dir that is not a snapshot at all (random bytes) is the server's data loss, not
+// the client's invalid argument: DATA_LOSS, logged and counted as a read error, at start-up already; a
+// snapshot with a flipped data byte is counted once more when a turn tries to restore it.
+TEST_F(DurabilityTest, UnreadableSnapshotsAreDataLossAndCounted) {
+  {
+    auto s = Open();
+    ASSERT_TRUE(s->Create("good").ok());
+    ASSERT_TRUE(s->Create("flipped").ok());
+    Put(*s, "good", MakeCursor(1, 4));
+    Put(*s, "flipped", MakeCursor(2, 4));
+    ASSERT_EQ(s->SaveAll().written, 2);
+  }
+  std::ofstream(dir_ / "junk.tsession", std::ios::binary) << std::string(4096, '\x5a');
+  {
+    std::fstream f(dir_ / "flipped.tsession", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-40, std::ios::end);
+    f.put('\x7f');
+  }
+  auto s = Open();
+  EXPECT_EQ(s->Stats().disk_read_errors, 1);  // junk: its header cannot be read at start
+  EXPECT_EQ(s->Pin("junk").code(), absl::StatusCode::kDataLoss);
+  ASSERT_TRUE(s->Pin("flipped").ok());  // the header reads; the data is checked on restore
+  auto m = s->Materialize("flipped");
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss) << m.status();
+  s->Unpin("flipped", /*drop=*/false);
+  EXPECT_EQ(s->Stats().disk_read_errors, 2);
+  ExpectSame(Take(*s, "good"), MakeCursor(1, 4));  // the intact session is untouched
+}
+
 }  // namespace
 }  // namespace titand
