@@ -66,6 +66,17 @@ nlohmann::json SessionJson(const v1::Session& s) {
           {"created_unix", s.created_unix()}};
 }
 
+// The sampling flags use -1 for "unset" (the server's default); any other negative value is a mistake.
+bool CheckSamplingFlags() {
+  auto bad = [](const char* name, double v) {
+    if (v >= 0 || v == -1) return false;
+    std::cerr << "error: --" << name << " must be >= 0 (or left unset), got " << v << "\n";
+    return true;
+  };
+  return !(bad("temperature", absl::GetFlag(FLAGS_temperature)) || bad("top-k", absl::GetFlag(FLAGS_top_k)) ||
+           bad("top-p", absl::GetFlag(FLAGS_top_p)) || bad("seed", static_cast<double>(absl::GetFlag(FLAGS_seed))));
+}
+
 void FillSampling(v1::GenerateRequest* req) {
   v1::SamplingParams* s = req->mutable_sampling();
   if (absl::GetFlag(FLAGS_temperature) >= 0) s->set_temperature(absl::GetFlag(FLAGS_temperature));
@@ -259,6 +270,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: titanctl generate|chat|sessions|info|health|bench (--help for flags)\n";
     return 2;
   }
+  if (!titand::CheckSamplingFlags()) return 2;
   absl::StatusOr<std::shared_ptr<grpc::Channel>> made = titand::MakeChannel(titand::ChannelFromFlags());
   if (!made.ok()) {
     std::cerr << "error: " << made.status().message() << "\n";

@@ -194,6 +194,19 @@ def test_reflection_lists_service(server):
         assert {"Generate", "CreateSession", "Abort", "GetModelInfo"} <= methods, methods
 
 
+@pytest.mark.parametrize("flag,value", [("--temperature", "-5"), ("--top-p", "-0.5"), ("--top-k", "-2"),
+                                        ("--seed", "-7")])
+def test_titanctl_refuses_negative_sampling_flags(flag, value):
+    """-1 means "unset" (the server's default); any other negative value is refused before connecting."""
+    ctl = need(BIN / "titanctl", "build titanctl first (target titanctl)")
+    r = subprocess.run([ctl, "--addr", "127.0.0.1:1", flag, value, "generate", "hi"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and flag in r.stderr and "must be >= 0" in r.stderr, r.stderr
+    r = subprocess.run([ctl, "--addr", "127.0.0.1:1", "--timeout", "2", flag, "-1", "generate", "hi"],
+                       capture_output=True, text=True, timeout=30)
+    assert "must be >= 0" not in r.stderr and "failed to connect" in r.stderr.lower() + r.stdout.lower(), r.stderr
+
+
 def test_titanctl_health_info_bench(server):
     ctl = need(BIN / "titanctl", "build titanctl first (target titanctl)")
     r = subprocess.run([ctl, "--addr", server.address, "health"], capture_output=True, text=True, timeout=30)
