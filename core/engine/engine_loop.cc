@@ -271,8 +271,9 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
   }
   const bool changed = turn_committed;
   if (r->cur && session && !drop_session) {
-    // The state may be rows of this step's batch-resident caches (core/model/batch_rows.h): give it its own
-    // storage so a parked session does not pin the batch's. On failure (out of memory) it keeps its views.
+    // The state may be a decode slot's rows (core/model/decode_slots.h) or rows of a stacked batch
+    // (core/model/batch_rows.h): give it its own storage and the slot back, so a parked session pins
+    // neither. On failure (out of memory) it keeps its views (and its slot until it is destroyed).
     try {
       r->cur->state.Compact();
     } catch (const std::exception&) {

@@ -133,10 +133,14 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
   // themselves when they have one shape (rows of one block, core/model/batch_rows.h: the previous step's
   // batch or the model's decode slots; N >= B, sequence b in row rows[b]), else a padded copy (N = B).
   auto lopt = at::TensorOptions().dtype(at::kLong).device(q_rot.device());
+  auto longs = [&](const std::vector<int64_t>& x) {  // host int64 list -> [n] on the device
+    return at::tensor(x, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+  };
   at::Tensor K, V;
   std::vector<int64_t> rows(B);
   for (int64_t b = 0; b < B; ++b) rows[b] = b;
   bool identity = true;
+  at::Tensor rows_t;  // rows on the device (block rows of the batch's sequences)
   if (same_shape) {
     std::vector<at::Tensor*> kp(B), vp(B);
     for (int64_t b = 0; b < B; ++b) {
@@ -152,11 +156,11 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
     V = vb.block;
     rows = kb.rows;
     identity = kb.identity;
-    const at::Tensor ri = kb.rows_tensor(q_rot.device());
-    const at::Tensor si = at::tensor(slot, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+    rows_t = kb.rows_tensor(q_rot.device());
+    const at::Tensor si = longs(slot);
     using at::indexing::Slice;
-    K.index_put_({ri, Slice(), si}, k_rot);  // K[rows[b], :, slot[b], :] = k_rot[b]
-    V.index_put_({ri, Slice(), si}, v);
+    K.index_put_({rows_t, Slice(), si}, k_rot);  // K[rows[b], :, slot[b], :] = k_rot[b]
+    V.index_put_({rows_t, Slice(), si}, v);
   } else {
     const int64_t smax = *std::max_element(seen.begin(), seen.end());
     K = at::zeros({B, Hkv, smax, D}, k_rot.options());
@@ -172,10 +176,9 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
   const int64_t N = K.size(0), S = K.size(2);
   // Per block row: its query (zeros for rows not in this batch: their results are dropped), position and
   // the slots it sees.
-  at::Tensor rows_t, qr = q_rot, qs = q;
+  at::Tensor qr = q_rot, qs = q;
   std::vector<int64_t> pos_n = positions, seen_n = seen;
-  if (!identity) {
-    rows_t = at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+  if (!identity) {  // only a found block is not the batch itself: rows_t is set
     qr = at::zeros({N, H, D}, q_rot.options()).index_copy_(0, rows_t, q_rot);
     if (sw.sinks > 0) qs = at::zeros({N, H, D}, q.options()).index_copy_(0, rows_t, q);
     pos_n.assign(N, 0);
@@ -187,7 +190,7 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
   }
   at::Tensor valid;  // [N, 1, 1, S]: slots past a young cache's entries hidden; undefined when all are seen
   if (*std::min_element(seen_n.begin(), seen_n.end()) < S) {
-    at::Tensor seen_t = at::tensor(seen_n, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+    at::Tensor seen_t = longs(seen_n);
     valid = (at::arange(S, lopt).unsqueeze(0) < seen_t.unsqueeze(1)).view({N, 1, 1, S});
   }
   // 3. Attention over the seen slots. Their order does not matter (keys carry their RoPE; softmax is
@@ -205,7 +208,7 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
                             .to(at::kFloat) * scale;                                        // [N, Hkv, G, S - n]
     if (sink_cols > 0) {
       // Sink columns score against the query rotated for min(t, W + N_s - 1) (see SinkWindowAttention).
-      at::Tensor pos = at::tensor(pos_n, at::TensorOptions().dtype(at::kLong)).to(q_rot.device());
+      at::Tensor pos = longs(pos_n);
       auto [cos, sin] = RopeCosSin(inv_freq, at::clamp_max(pos, sw.window + sw.sinks - 1), q_rot.scalar_type());
       at::Tensor q_sink = ApplyRope(qs, cos, sin).view({N, Hkv, G, D});
       at::Tensor sink_scores = at::matmul(q_sink, kt.narrow(-1, 0, sink_cols)).to(at::kFloat) * scale;
