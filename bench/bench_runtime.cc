@@ -73,43 +73,19 @@ SequenceState SyntheticState(const CausalLM& m, int64_t ctx) {
 double g_decode_cpu_s = 0;  // CPU seconds per step of the last DecodeSeconds call
 
 // Seconds per decode step of all `states` together (each step returns logits on the host: synchronised).
-double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps) {
-  std::vector<ForwardInput> in(states.size());
-  for (size_t b = 0; b < states.size(); ++b) {
-    in[b].state = states[b];
-    in[b].tokens = {42};
-  }
-  if (auto r = m.Forward(in); !r.ok()) {  // warm
-    std::cerr << "bench_runtime: decode failed: " << r.status().message() << "\n";
-    std::exit(1);
-  }
-  const auto t0 = Clock::now();
-  const double c0 = ProcessCpuSeconds();
-  for (int i = 0; i < steps; ++i) {
-    for (auto& x : in) x.tokens = {static_cast<int32_t>(100 + i)};
-    auto r = m.Forward(in);
-    if (!r.ok()) {
-      std::cerr << r.status() << "\n";
-      std::exit(1);
-    }
-  }
-  g_decode_cpu_s = (ProcessCpuSeconds() - c0) / steps;
-  return Seconds(t0, Clock::now()) / steps;
-}
-
-// Seconds per decode step of B = states.size() - 1 sequences when one sequence leaves and one rejoins every
-// step (see --churn): at step i, sequence i mod (B + 1) sits out and is compacted.
-double ChurnDecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps) {
+// churn (see --churn): at step i sequence i mod n sits out, compacted as at the end of a request, so one
+// sequence leaves and one rejoins every step (B = n - 1 decode together).
+double DecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int steps, bool churn = false) {
   const int64_t n = static_cast<int64_t>(states.size());
   auto step = [&](int i) {
-    const int64_t out = i % n;
-    states[out]->Compact();
+    const int64_t out = churn ? i % n : -1;
+    if (out >= 0) states[out]->Compact();
     std::vector<ForwardInput> in;
     for (int64_t b = 0; b < n; ++b) {
       if (b == out) continue;
       ForwardInput f;
       f.state = states[b];
-      f.tokens = {static_cast<int32_t>(100 + i)};
+      f.tokens = {i < 0 ? 42 : static_cast<int32_t>(100 + i)};
       in.push_back(std::move(f));
     }
     auto r = m.Forward(in);
@@ -118,10 +94,10 @@ double ChurnDecodeSeconds(CausalLM& m, std::vector<SequenceState*> states, int s
       std::exit(1);
     }
   };
-  step(0);  // warm
+  step(churn ? 0 : -1);  // warm
   const auto t0 = Clock::now();
   const double c0 = ProcessCpuSeconds();
-  for (int i = 1; i <= steps; ++i) step(i);
+  for (int i = churn ? 1 : 0; i < steps + (churn ? 1 : 0); ++i) step(i);
   g_decode_cpu_s = (ProcessCpuSeconds() - c0) / steps;
   return Seconds(t0, Clock::now()) / steps;
 }
@@ -258,7 +234,7 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < b + (churn ? 1 : 0); ++i) states.push_back(SyntheticState(m, batch_context));
     std::vector<SequenceState*> ptrs;
     for (auto& st : states) ptrs.push_back(&st);
-    const double sec = churn ? ChurnDecodeSeconds(m, ptrs, decode_at) : DecodeSeconds(m, ptrs, decode_at);
+    const double sec = DecodeSeconds(m, ptrs, decode_at, churn);
     agg.push_back({{"batch", b}, {"context", batch_context}, {"step_ms", sec * 1000},
                    {"step_cpu_ms", g_decode_cpu_s * 1000}, {"churn", churn},
                    {"aggregate_tokens_per_s", b / sec}});
