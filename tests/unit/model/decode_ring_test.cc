@@ -19,16 +19,7 @@ using testing::RunPieces;
 constexpr int64_t kWindow = 5, kSinks = 3;
 
 std::unique_ptr<CausalLM> MakeHybrid(int64_t sinks, AttentionImpl impl) {
-  ModelConfig c = testing::TinyLlamaConfig(/*vocab_size=*/97, /*num_layers=*/2);
-  auto src = MakeMapWeights(testing::RandomLlamaWeights(c, /*seed=*/17, /*scale=*/0.3));
-  ModelOptions opts;
-  opts.attention = impl;
-  auto m = CausalLM::Create(c, *src, opts);
-  EXPECT_TRUE(m.ok()) << m.status();
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    (*m)->SetHybrid(i, testing::TinyGatedDeltaLayer(c, 0.4), kWindow, sinks);
-  }
-  return std::move(m).value();
+  return testing::TinyHybridModel(/*seed=*/17, kWindow, sinks, /*mu=*/0.4, impl);
 }
 
 std::vector<int32_t> Tokens(int n, int seed) {

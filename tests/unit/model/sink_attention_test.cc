@@ -22,16 +22,7 @@ constexpr int64_t kWindow = 5, kSinks = 3;
 
 std::unique_ptr<CausalLM> MakeHybrid(int64_t sinks, double mu = 0.3,
                                      AttentionImpl impl = AttentionImpl::kSdpa) {
-  ModelConfig c = testing::TinyLlamaConfig(/*vocab_size=*/97, /*num_layers=*/2);
-  auto src = MakeMapWeights(testing::RandomLlamaWeights(c, /*seed=*/11, /*scale=*/0.3));
-  ModelOptions opts;
-  opts.attention = impl;
-  auto m = CausalLM::Create(c, *src, opts);
-  EXPECT_TRUE(m.ok()) << m.status();
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    (*m)->SetHybrid(i, testing::TinyGatedDeltaLayer(c, mu), kWindow, sinks);
-  }
-  return std::move(m).value();
+  return testing::TinyHybridModel(/*seed=*/11, kWindow, sinks, mu, impl);
 }
 
 std::vector<int32_t> Tokens(int n, int seed) {

@@ -9,8 +9,24 @@
 #include <gtest/gtest.h>
 
 #include "core/model/causal_lm.h"
+#include "core/model/weight_source.h"
+#include "tests/unit/testing/tiny_model.h"
 
 namespace titand::testing {
+
+// A 2-layer tiny Llama (vocab 97, random weights from `seed`, scale 0.3) whose layers are both gated-delta
+// TPTT layers (TinyGatedDeltaLayer) with the given window, sinks and mu.
+inline std::unique_ptr<CausalLM> TinyHybridModel(uint64_t seed, int64_t window, int64_t sinks, double mu,
+                                                 AttentionImpl impl = AttentionImpl::kSdpa) {
+  ModelConfig c = TinyLlamaConfig(/*vocab_size=*/97, /*num_layers=*/2);
+  auto src = MakeMapWeights(RandomLlamaWeights(c, seed, /*scale=*/0.3));
+  ModelOptions opts;
+  opts.attention = impl;
+  auto m = CausalLM::Create(c, *src, opts);
+  EXPECT_TRUE(m.ok()) << m.status();
+  for (int64_t i = 0; i < c.num_layers; ++i) (*m)->SetHybrid(i, TinyGatedDeltaLayer(c, mu), window, sinks);
+  return std::move(m).value();
+}
 
 // One sequence alone, fed in pieces of the given sizes (the last size repeats until the end): {1000} is
 // "at once" for short sequences, {1} is token by token.
