@@ -78,6 +78,9 @@ ABSL_FLAG(std::string, host_state_budget, "2GiB", "host session state before evi
 ABSL_FLAG(double, session_ttl, 3600, "seconds an idle session lives");
 ABSL_FLAG(bool, session_write_through, true,
           "write a session's snapshot at create/fork/turn end (a crash loses no acknowledged turn)");
+ABSL_FLAG(int, session_write_threads, 2,
+          "threads writing turn-end snapshots off the engine thread (1-64; the turn's final message waits "
+          "for its write, other sessions keep decoding)");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
 ABSL_FLAG(std::string, dtype, "auto", "weights/activations dtype: auto (bfloat16 on CUDA, float32 on CPU) | "
           "float32 | bfloat16 | float16; session memory is float32 always");
@@ -232,6 +235,7 @@ absl::StatusOr<EngineConfig> EngineConfigFromFlags() {
   c.session_dir = absl::GetFlag(FLAGS_session_dir);
   c.session_ttl_seconds = absl::GetFlag(FLAGS_session_ttl);
   c.session_write_through = absl::GetFlag(FLAGS_session_write_through);
+  c.session_write_threads = absl::GetFlag(FLAGS_session_write_threads);
   if (!ParseBytes(absl::GetFlag(FLAGS_device_state_budget), &c.device_state_budget)) {
     return absl::InvalidArgumentError("--device-state-budget: not a size");
   }

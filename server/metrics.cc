@@ -57,6 +57,8 @@ ServerMetrics::ServerMetrics(prometheus::Registry& r)
                        .Help("Bytes of session state by storage tier.")
                        .Register(r)),
       disk_writes_(MakeCounter(r, "titand_session_disk_writes_total", "Session snapshot files written.")),
+      writes_pending_(MakeGauge(r, "titand_session_writes_pending",
+                                "Ended session turns whose snapshot write-through is queued or running.")),
       disk_errors_(prometheus::BuildCounter()
                        .Name("titand_session_disk_errors_total")
                        .Help("Failed session snapshot file operations by op (write, read, remove).")
@@ -96,6 +98,7 @@ void ServerMetrics::UpdateStats(const EngineStats& s) {
   sessions_.Add({{"tier", "disk"}}).Set(static_cast<double>(s.sessions_disk));
   state_bytes_.Add({{"tier", "device"}}).Set(static_cast<double>(s.resident_state_bytes));
   state_bytes_.Add({{"tier", "host"}}).Set(static_cast<double>(s.host_state_bytes));
+  writes_pending_.Set(static_cast<double>(s.session_writes_pending));
   // The store's counters are cumulative: add what grew since the last poll.
   auto grow = [](prometheus::Counter& c, int64_t now, int64_t before) {
     if (now > before) c.Increment(static_cast<double>(now - before));

@@ -13,6 +13,7 @@
 //   titand_requests_running / _waiting / titand_batch_size            gauges
 //   titand_sessions{tier}, titand_session_state_bytes{tier}          gauges (tier: device|host|disk)
 //   titand_session_disk_writes_total                 counter  session snapshot files written
+//   titand_session_writes_pending                    gauge    ended turns waiting for their write-through
 //   titand_session_disk_errors_total{op}             counter  failed snapshot write | read | remove
 #pragma once
 
@@ -57,6 +58,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& sessions_;
   prometheus::Family<prometheus::Gauge>& state_bytes_;
   prometheus::Counter& disk_writes_;
+  prometheus::Gauge& writes_pending_;
   prometheus::Family<prometheus::Counter>& disk_errors_;
   std::mutex last_mu_;
   EngineStats last_;  // cumulative store counters already added to the Prometheus counters

@@ -86,6 +86,8 @@ absl::Status EngineImpl::Start() {
     // running turn's own write will be rejected the same way).
     ASSIGN_OR_RETURN(shared_, SharedTier::Start(std::move(sc), [store](const std::string& id) { (void)store->Delete(id); }));
   }
+  if (config_.session_write_through && !config_.session_dir.empty() && !shared_)
+    writer_ = std::make_unique<SessionWriter>(config_.session_write_threads);
   last_sweep_ = std::chrono::steady_clock::now();
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
@@ -129,7 +131,7 @@ absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback
     if (info.ok()) history = info->history_tokens;
   }
   auto unpin_on_error = [&](absl::Status st) {
-    if (!sid.empty()) store_->Unpin(sid);
+    if (!sid.empty()) store_->Unpin(sid, TurnEnd::kUnchanged);
     if (shared_ && !sid.empty()) shared_->EndTurn(sid, lease_token, false, nullptr, [](SharedWrite) {});
     return st;
   };
@@ -264,6 +266,7 @@ absl::Status EngineImpl::Shutdown(bool drain) {
     draining_ = drain;
   }
   if (thread_.joinable()) thread_.join();
+  if (writer_) writer_->Flush();  // turns that ended: their snapshots and final chunks
   if (drain && shared_) shared_->Flush(std::chrono::seconds(10));  // pending write-throughs to Redis
   if (!drain || !store_ || config_.session_dir.empty()) return absl::OkStatus();
   const DrainResult r = store_->SaveAll();
@@ -296,6 +299,7 @@ EngineStats EngineImpl::Stats() const {
     s.disk_remove_errors = ss.disk_remove_errors;
   }
   if (shared_) s.shared = shared_->Stats();
+  if (writer_) s.session_writes_pending = writer_->Pending();
   return s;
 }
 

@@ -42,6 +42,8 @@ struct EngineConfig {
   SharedStoreOptions shared_store;      // ttl_seconds is set from session_ttl_seconds by the engine
   double shared_retry_seconds = 1.0;    // interval of write retries while Redis is unreachable
   bool session_write_through = true;    // write each session's snapshot at create/fork/turn end
+  // Threads that write turn-end snapshots off the engine thread (core/engine/session_writer.h); [1, 64].
+  int session_write_threads = 2;
   // Per-tenant quotas (0 = none): sessions, and the state bytes of a tenant's sessions (checked when a
   // session is created or forked and when a turn starts; a running turn may pass it by its own growth).
   int64_t max_tenant_sessions = 0;

@@ -18,6 +18,7 @@
 #include "core/engine/engine.h"
 #include "core/engine/scheduler.h"
 #include "core/engine/session_store.h"
+#include "core/engine/session_writer.h"
 #include "core/engine/shared_tier.h"
 #include "core/runtime/decoder.h"
 #include "core/runtime/runtime.h"
@@ -94,6 +95,9 @@ class EngineImpl final : public Engine {
   Scheduler scheduler_;
   std::unique_ptr<SessionStore> store_;
   std::unique_ptr<SharedTier> shared_;  // after store_: destroyed first (its writer uses the store)
+  // Turn-end write-through off the engine thread (local sessions; the shared tier has its own writer).
+  // After store_: destroyed (its queued jobs run) before the store.
+  std::unique_ptr<SessionWriter> writer_;
   std::thread thread_;
 
   mutable absl::Mutex mu_;

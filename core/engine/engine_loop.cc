@@ -294,20 +294,45 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
     if (r->running) --running_; else --waiting_;
   }
   const std::string& sid = r->req.session_id;
+  const TurnEnd end = drop_session ? TurnEnd::kDrop : changed ? TurnEnd::kChanged : TurnEnd::kUnchanged;
+  const bool write_first = session && !drop_session && (shared_ || (end == TurnEnd::kChanged && writer_));
+  if (write_first && !c.token_ids.empty()) {
+    // The turn's end waits for a write: its last token streams now like every other token (the streams'
+    // inter-token latency does not include the disk); only the final message waits.
+    StreamChunk last_token;
+    last_token.token_ids = std::move(c.token_ids);
+    last_token.text = std::move(c.text);
+    last_token.logprobs = std::move(c.logprobs);
+    c.token_ids.clear();
+    c.text.clear();
+    c.logprobs.clear();
+    r->cb(std::move(last_token));
+  }
   if (session && shared_ && !drop_session) {
     // Write-through off the engine thread: the session stays pinned until its state is committed (or
     // refused), then the final chunk says where the state stands.
     SessionStore* store = store_.get();
     shared_->EndTurn(
         sid, r->lease_token, changed, [store, sid] { return store->Serialize(sid); },
-        [store, sid, cb = std::move(r->cb), c = std::move(c)](SharedWrite w) mutable {
-          store->Unpin(sid, /*drop=*/w == SharedWrite::kRejected);
+        [store, sid, changed, cb = std::move(r->cb), c = std::move(c)](SharedWrite w) mutable {
+          store->Unpin(sid, w == SharedWrite::kRejected ? TurnEnd::kDrop
+                            : changed                   ? TurnEnd::kChanged
+                                                        : TurnEnd::kUnchanged);
           c.shared = w;
           cb(std::move(c));
         });
     return;
   }
-  if (session) store_->Unpin(sid, drop_session);  // before the callback: the next turn may follow at once
+  if (write_first) {
+    // Write-through off the engine thread: the session stays pinned until its snapshot is durable, then
+    // the final chunk goes out (core/engine/session_writer.h).
+    writer_->Post([store = store_.get(), sid, cb = std::move(r->cb), c = std::move(c)]() mutable {
+      store->Unpin(sid, TurnEnd::kChanged);
+      cb(std::move(c));
+    });
+    return;
+  }
+  if (session) store_->Unpin(sid, end);  // before the callback: the next turn may follow at once
   if (session && shared_) shared_->EndTurn(sid, r->lease_token, false, nullptr, [](SharedWrite) {});
   r->cb(std::move(c));
 }

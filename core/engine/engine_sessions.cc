@@ -14,14 +14,14 @@ absl::Status EngineImpl::PinForTurn(const std::string& sid, std::string* token) 
   if (!local && !IsValidSessionKey(sid)) return pinned;
   absl::StatusOr<SharedTier::Begin> b = shared_->BeginTurn(sid, local);
   if (!b.ok()) {
-    if (local) store_->Unpin(sid);
+    if (local) store_->Unpin(sid, TurnEnd::kUnchanged);
     return b.status();
   }
   *token = b->token;
   if (b->bytes) {
     absl::Status st = store_->Adopt(sid, std::move(*b->bytes), /*pin=*/true, /*pinned_by_caller=*/local);
     if (!st.ok()) {
-      if (local) store_->Unpin(sid);
+      if (local) store_->Unpin(sid, TurnEnd::kUnchanged);
       shared_->EndTurn(sid, *token, false, nullptr, [](SharedWrite) {});
       return st;
     }

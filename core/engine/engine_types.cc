@@ -35,6 +35,8 @@ absl::Status EngineConfig::Validate() const {
     return absl::InvalidArgumentError("state budgets must be >= 0");
   if (!(session_ttl_seconds > 0)) return absl::InvalidArgumentError("session_ttl_seconds must be > 0");
   if (max_sessions < 1) return absl::InvalidArgumentError("max_sessions must be >= 1");
+  if (session_write_threads < 1 || session_write_threads > 64)
+    return absl::InvalidArgumentError("session_write_threads must be in [1, 64]");
   if (max_tenant_sessions < 0 || max_tenant_state_bytes < 0)
     return absl::InvalidArgumentError("tenant quotas must be >= 0 (0 = none)");
   if (!snapshot_key.empty() && snapshot_key.size() < 32)

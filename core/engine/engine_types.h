@@ -77,7 +77,9 @@ struct StreamChunk {
   SharedWrite shared = SharedWrite::kNone;  // final chunk of a session turn only
 };
 
-// Called on the engine thread: must not block (push into a bounded buffer and return).
+// Called on the engine thread, except a session turn's final chunk, which comes from a session writer
+// thread once the turn's state is written (core/engine/session_writer.h, shared_tier.h): must not block
+// (push into a bounded buffer and return).
 using ChunkCallback = std::function<void(StreamChunk)>;
 
 enum class SessionTier { kDevice, kHost, kDisk };
@@ -121,6 +123,9 @@ struct EngineStats {
   SharedStoreStats shared;
   // Session snapshot files written, and failed writes / reads / removes (cumulative).
   int64_t disk_writes = 0, disk_write_errors = 0, disk_read_errors = 0, disk_remove_errors = 0;
+  // Ended turns whose snapshot write-through (and so their final message) is queued or running on the
+  // session writer (core/engine/session_writer.h).
+  int64_t session_writes_pending = 0;
 };
 
 }  // namespace titand

@@ -173,7 +173,10 @@ absl::Status SessionStore::StorageFull() const {
 }
 
 absl::Status SessionStore::WriteFile(const std::string& id, Entry& e, std::string_view bytes) {
-  absl::Status st = WriteFileAtomically(PathOf(id), {bytes});
+  return NoteWrite(id, e, WriteFileAtomically(PathOf(id), {bytes}));
+}
+
+absl::Status SessionStore::NoteWrite(const std::string& id, Entry& e, const absl::Status& st) {
   if (!st.ok()) {
     ++counters_.disk_write_errors;
     last_write_error_ = st;

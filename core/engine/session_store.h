@@ -10,7 +10,7 @@
 // Durability (with a dir; docs/operations.md "Session durability"):
 //   * the last good snapshot file of a session is kept until a newer one is durable: a restore keeps
 //     the file, a new snapshot replaces it by write-temp + fsync + rename (never delete-then-write);
-//   * write_through: Create, Fork and every Unpin (turn end) write the session's snapshot before
+//   * write_through: Create, Fork and every changed turn's Unpin write the session's snapshot before
 //     returning, so an acknowledged turn or session survives kill -9; without it a crash loses the turns
 //     a session ran since it last reached disk (eviction or drain), never an older snapshot;
 //   * the disk tier absorbs host overflow; when disk writes fail the host tier still never exceeds
@@ -24,10 +24,12 @@
 // key is <dir>/<key>.tsession. Per-tenant quotas count the sessions and state bytes of each tenant.
 //
 // Thread-safety: every public method takes the store's own std::mutex, so session RPCs may call it
-// from any thread while the engine thread runs turns. The engine thread is the only one that touches a
-// pinned cursor's tensors (through the pointer Materialize returns, valid until Unpin); the store itself
-// serialises/forks only unpinned cursors. Serialisation and file I/O happen under the mutex (simple,
-// and bounded by one session's size). The mutex is a std::mutex (not absl::Mutex) so ThreadSanitizer,
+// from any thread while the engine thread runs turns. Only the pin's owner touches a pinned cursor's
+// tensors (through the pointer Materialize returns, valid until Unpin); the store itself serialises/forks
+// only unpinned cursors, except the owner's own Serialize and Unpin. The turn-end write-through (Unpin)
+// serialises and writes outside the mutex while the session is still pinned, so a slow disk delays only
+// the caller of Unpin, never other sessions' Pin/Materialize/Unpin. Create, Fork, eviction and drain
+// still serialise and write under the mutex (bounded by one session's size; rare next to turns). The mutex is a std::mutex (not absl::Mutex) so ThreadSanitizer,
 // which intercepts pthread mutexes but cannot see inside Debian's uninstrumented abseil, checks it.
 #pragma once
 
@@ -92,6 +94,13 @@ struct DrainResult {
   absl::Status first_error;
 };
 
+// How a turn left its session's state (SessionStore::Unpin).
+enum class TurnEnd {
+  kChanged,    // the turn changed the state: with write_through it is on disk when Unpin returns
+  kUnchanged,  // the state is the one the turn started from (a refused, cancelled or failed turn)
+  kDrop,       // the state is unusable: the session is deleted
+};
+
 // [A-Za-z0-9._-]{1,128}
 bool IsValidSessionId(const std::string& id);
 // Tenant names: [A-Za-z0-9._-]{1,64}.
@@ -120,12 +129,13 @@ class SessionStore {
   absl::StatusOr<SessionInfo> Fork(const std::string& id, const std::string& new_id);
 
   // A turn: Pin (NOT_FOUND, busy -> FAILED_PRECONDITION, broken snapshot -> its error, tenant's state
-  // quota used up -> RESOURCE_EXHAUSTED), then on the
-  // engine thread Materialize (restores to the device), then Unpin (drop = the state is unusable:
-  // delete the session). Budgets are enforced at Unpin.
+  // quota used up -> RESOURCE_EXHAUSTED), then on the engine thread Materialize (restores to the
+  // device), then Unpin by the pin's owner, from any thread (`end`: see TurnEnd). With write_through a
+  // changed state is written before Unpin returns, outside the store's mutex (a failed write is logged
+  // and counted; the file stays the last good copy). Budgets are enforced at Unpin.
   absl::Status Pin(const std::string& id);
   absl::StatusOr<SessionCursor*> Materialize(const std::string& id);
-  void Unpin(const std::string& id, bool drop = false);
+  void Unpin(const std::string& id, TurnEnd end = TurnEnd::kChanged);
 
   // Shared tier (core/engine/shared_tier.h). Adopt: the session's state becomes `bytes` (snapshot form,
   // host tier, verified when materialised), creating the entry if absent; pin = also pin it (the
@@ -163,6 +173,9 @@ class SessionStore {
   absl::StatusOr<std::string> NewId(const std::string& requested);
   absl::StatusOr<SessionInfo> Insert(const std::string& id, Entry e);
   absl::Status WriteFile(const std::string& id, Entry& e, std::string_view bytes);
+  // Bookkeeping of a snapshot write of `id` that ended with `st` (counters, flags, log); returns the
+  // error a client may see (no server path).
+  absl::Status NoteWrite(const std::string& id, Entry& e, const absl::Status& st);
   absl::StatusOr<std::string> ReadFile(const std::string& id);
   absl::Status Persist(const std::string& id, Entry& e);       // write_through after a change
   void ToHost(Entry& e, std::string bytes);

@@ -69,27 +69,47 @@ absl::StatusOr<SessionCursor*> SessionStore::Materialize(const std::string& id) 
   return it->second.cursor.get();
 }
 
-void SessionStore::Unpin(const std::string& id, bool drop) {
-  std::lock_guard<std::mutex> lock(mu_);
+void SessionStore::Unpin(const std::string& id, TurnEnd end) {
+  std::unique_lock<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
-  Entry& e = it->second;
-  e.pinned = false;
-  if (drop) {
+  if (end == TurnEnd::kDrop) {
     // The state is unusable. A file that cannot be removed keeps the state from before this turn.
-    (void)RemoveFileOf(id, e);
+    (void)RemoveFileOf(id, it->second);
     Erase(it);
     return;
   }
-  e.last_used = Now();
-  if (e.tier == SessionTier::kDevice) {
+  if (it->second.tier == SessionTier::kDevice) {
+    Entry& e = it->second;
     device_bytes_ -= e.state_bytes;
     e.state_bytes = e.cursor->ByteSize();
     e.history_tokens = e.cursor->history_tokens();
     device_bytes_ += e.state_bytes;
-    e.file_current = false;  // the turn changed the state
+    if (end == TurnEnd::kChanged) e.file_current = false;
+    if (end == TurnEnd::kChanged && e.pinned && opt_.write_through && !opt_.dir.empty()) {
+      // Write-through of the turn. The caller owns the pin, so nothing else reads or changes this cursor
+      // or erases the entry (Delete, Fork, eviction, SweepExpired and SaveAll skip pinned sessions):
+      // serialise and write (seconds for a large state on a slow disk) without blocking the store.
+      const SessionCursor* cur = e.cursor.get();
+      const std::string path = PathOf(id);
+      lock.unlock();
+      absl::Status written;
+      {
+        absl::StatusOr<std::string> bytes = opt_.codec.serialize(*cur);
+        written = bytes.ok() ? WriteFileAtomically(path, {*bytes}) : bytes.status();
+      }
+      lock.lock();
+      it = entries_.find(id);
+      if (it == entries_.end()) return;
+      // A failure is logged and counted; the file stays the last good one.
+      (void)NoteWrite(id, it->second, written);
+    }
   }
-  (void)Persist(id, e);  // write-through; a failure is logged and counted, the file stays the last good one
+  Entry& e = it->second;
+  e.pinned = false;
+  e.last_used = Now();
+  // Host tier (a state adopted from the shared tier whose turn never reached the device): written here.
+  if (e.tier == SessionTier::kHost) (void)Persist(id, e);
   EnforceBudgets();
 }
 

@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <future>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "core/runtime/generate.h"
+#include "core/session/snapshot.h"
 #include "core/runtime/runtime.h"
 #include "core/tokenizer/byte_map.h"
 #include "core/tokenizer/chat_format.h"
@@ -240,6 +242,74 @@ TEST_F(EngineTest, CancelledTurnIsRolledBack) {
   st2.Wait();
   EXPECT_EQ(st2.tokens, RefTurn(ref, ref_->tokenizer->Encode(" next"), 7).tokens);
   EXPECT_EQ(st2.final.usage.session_tokens, ref.history_tokens());
+}
+
+// Turn-end write-through runs on the session writer, not the engine thread: while one session's turn end
+// is held up (here its final-chunk callback, which runs on a writer thread right after the snapshot is
+// written), another session's whole turn streams and ends. Each final chunk arrives only once its
+// snapshot file holds the turn, and carries no token (the last one streamed before the write); a turn
+// refused before it ran writes nothing.
+TEST_F(EngineTest, WriteThroughEndsTurnsOffTheEngineThread) {
+  EngineConfig c;
+  c.session_dir = dir_.string();
+  c.session_write_threads = 2;
+  c.max_prompt_tokens = 64;
+  auto e = Start(c);
+  ASSERT_TRUE(e->CreateSession("held").ok());
+  ASSERT_TRUE(e->CreateSession("other").ok());
+  auto on_disk = [&](const std::string& id) -> int64_t {
+    auto h = ReadSnapshotHeaderFile((dir_ / (id + ".tsession")).string());
+    return h.ok() ? h->history_tokens() : -1;
+  };
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  int64_t held_file_at_final = -2;
+  Stream held;
+  bool held_final_had_tokens = true;
+  held.hook = [&](const StreamChunk& ch) {
+    if (!ch.final) return;
+    held_final_had_tokens = !ch.token_ids.empty();  // the last token streamed before the write
+    held_file_at_final = on_disk("held");
+    entered.set_value();
+    released.wait_for(std::chrono::seconds(60));
+  };
+  GenerateRequest req;
+  req.session_id = "held";
+  req.text = "held turn";
+  req.decode.stop.max_tokens = 5;
+  ASSERT_TRUE(e->Enqueue(req, held.Callback()).ok());
+  ASSERT_EQ(entered.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready);
+
+  Stream other;
+  int64_t other_file_at_final = -2;
+  other.hook = [&](const StreamChunk& ch) {
+    if (ch.final) other_file_at_final = on_disk("other");
+  };
+  req.session_id = "other";
+  req.text = "other turn";
+  req.decode.stop.max_tokens = 6;
+  ASSERT_TRUE(e->Enqueue(req, other.Callback()).ok());
+  const bool other_done = other.done.WaitForNotificationWithTimeout(absl::Seconds(60));
+  release.set_value();
+  held.Wait();
+  ASSERT_TRUE(other_done) << "a turn could not finish while another turn's end was held up";
+
+  SessionCursor ref_held{ref_->model->NewState(), {}}, ref_other{ref_->model->NewState(), {}};
+  EXPECT_EQ(held.tokens, RefTurn(ref_held, ref_->tokenizer->Encode("held turn"), 5).tokens);
+  EXPECT_EQ(other.tokens, RefTurn(ref_other, ref_->tokenizer->Encode("other turn"), 6).tokens);
+  EXPECT_EQ(held_file_at_final, ref_held.history_tokens());
+  EXPECT_FALSE(held_final_had_tokens);
+  EXPECT_EQ(other_file_at_final, ref_other.history_tokens());
+  EXPECT_EQ(held.final.usage.session_tokens, ref_held.history_tokens());
+
+  // Refused at admission (prompt over the limit): nothing written, the file is still the last turn.
+  const int64_t writes = e->Stats().disk_writes;
+  req.text = std::string(100, 'x');
+  EXPECT_EQ(e->Enqueue(req, [](StreamChunk) {}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Stats().disk_writes, writes);
+  EXPECT_EQ(on_disk("other"), ref_other.history_tokens());
+  EXPECT_TRUE(e->Shutdown(/*drain=*/true).ok());
+  EXPECT_EQ(e->Stats().disk_writes, writes);  // write-through left the drain nothing to write
 }
 
 // Issue 10, fault 5: a long prompt cut by its deadline in the middle of its chunked prefill keeps none of

@@ -187,7 +187,7 @@ TEST_F(DurabilityTest, UnreadableSnapshotsAreDataLossAndCounted) {
   ASSERT_TRUE(s->Pin("flipped").ok());  // the header reads; the data is checked on restore
   auto m = s->Materialize("flipped");
   EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss) << m.status();
-  s->Unpin("flipped", /*drop=*/false);
+  s->Unpin("flipped");
   EXPECT_EQ(s->Stats().disk_read_errors, 2);
   ExpectSame(Take(*s, "good"), MakeCursor(1, 4));  // the intact session is untouched
 }

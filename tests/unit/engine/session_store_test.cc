@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <future>
+#include <atomic>
 
 #include "tests/unit/engine/store_test_util.h"
 
@@ -182,8 +184,97 @@ TEST_F(StoreTest, CorruptedSnapshotFailsOnlyItsSession) {
   EXPECT_TRUE(s->Delete("flipped").ok());
 }
 
+// The turn-end write-through runs outside the store's mutex: while one session's Unpin is stuck in its
+// serialisation (a slow disk), every other call on the store completes, including a whole turn of
+// another session with its own write-through; the stuck session stays pinned (busy) until its write is
+// done, and then both snapshots are on disk.
+TEST_F(StoreTest, WriteThroughOfATurnDoesNotBlockOtherSessions) {
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> gate{0};  // 1 = the next serialisation blocks until `release`
+  SessionStoreOptions o;
+  o.write_through = true;
+  o.dir = dir_.string();
+  o.codec = MakeSnapshotCodec(Binding(), at::kCPU);
+  o.codec.serialize = [inner = o.codec.serialize, &gate, &entered, released](const SessionCursor& c) {
+    if (gate.exchange(0) == 1) {
+      entered.set_value();
+      released.wait();
+    }
+    return inner(c);
+  };
+  o.fresh = EmptyCursor;
+  auto opened = SessionStore::Open(std::move(o));
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<SessionStore> s = std::move(opened).value();
+  ASSERT_TRUE(s->Create("slow").ok());
+  ASSERT_TRUE(s->Create("other").ok());
+  const int64_t writes_before = s->Stats().disk_writes;  // the two creations
+
+  ASSERT_TRUE(s->Pin("slow").ok());
+  auto cur = s->Materialize("slow");
+  ASSERT_TRUE(cur.ok()) << cur.status();
+  **cur = MakeCursor(7, 5);
+  gate = 1;
+  std::thread turn_end([&] { s->Unpin("slow"); });
+  ASSERT_EQ(entered.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+
+  // Everything else, on another thread with a deadline: a store that held its mutex here would hang.
+  auto others = std::async(std::launch::async, [&] {
+    Put(*s, "other", MakeCursor(8, 3));  // a whole turn, written through
+    EXPECT_TRUE(s->Get("slow")->busy);
+    EXPECT_EQ(s->Pin("slow").code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(s->Delete("slow").code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(s->Fork("slow", "").status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(s->SaveAll().skipped, 1);  // the pinned one
+    EXPECT_EQ(s->List().size(), 2u);
+  });
+  const bool done = others.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  release.set_value();
+  turn_end.join();
+  ASSERT_TRUE(done) << "the store blocked while a turn's snapshot was being written";
+  others.get();
+
+  EXPECT_FALSE(s->Get("slow")->busy);
+  EXPECT_EQ(s->Get("slow")->history_tokens, MakeCursor(7, 5).history_tokens());
+  EXPECT_EQ(s->Stats().disk_writes, writes_before + 2);
+  s.reset();
+  auto again = Open();  // a restart reads both turns back from their files
+  ExpectSame(Take(*again, "slow"), MakeCursor(7, 5));
+  ExpectSame(Take(*again, "other"), MakeCursor(8, 3));
+}
+
+// A turn that left the state as it found it (refused, cancelled, failed) writes nothing, and a file that
+// was current stays current; a changed turn makes it stale until written.
+TEST_F(StoreTest, UnchangedTurnWritesNothing) {
+  auto s = Open(1 << 30, 1 << 30, /*write_through=*/false);
+  ASSERT_TRUE(s->Create("u").ok());
+  Put(*s, "u", MakeCursor(3, 4));
+  EXPECT_EQ(s->SaveAll().written, 1);  // now on disk, file current
+  const int64_t writes = s->Stats().disk_writes;
+  ASSERT_TRUE(s->Pin("u").ok());
+  ASSERT_TRUE(s->Materialize("u").ok());  // restored to the device for a turn that is then refused
+  s->Unpin("u", TurnEnd::kUnchanged);
+  DrainResult d = s->SaveAll();
+  EXPECT_EQ(d.written, 0);
+  EXPECT_EQ(d.current, 1);
+  EXPECT_EQ(s->Stats().disk_writes, writes);
+  Put(*s, "u", MakeCursor(4, 6));  // kChanged: the file is stale now
+  EXPECT_EQ(s->SaveAll().written, 1);
+  s.reset();
+  ExpectSame(Take(*Open(), "u"), MakeCursor(4, 6));
+}
+
 TEST_F(StoreTest, ConcurrentRpcsWhileTurnsRun) {  // for ThreadSanitizer
-  auto s = Open(MakeCursor(0, 4).ByteSize() * 2, 1 << 30);
+  for (bool write_through : {false, true}) {
+    SCOPED_TRACE(write_through ? "write-through" : "no write-through");
+    RunTurnsBesideRpcs(write_through);
+    std::filesystem::remove_all(dir_);
+  }
+}
+
+void StoreTest::RunTurnsBesideRpcs(bool write_through) {
+  auto s = Open(MakeCursor(0, 4).ByteSize() * 2, 1 << 30, write_through);
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(s->Create("c" + std::to_string(i)).ok());
   std::thread engine([&] {
     for (int r = 0; r < 50; ++r) {

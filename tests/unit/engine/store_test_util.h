@@ -110,6 +110,9 @@ class StoreTest : public ::testing::Test {
     return out;
   }
 
+  // Session turns on one thread while RPCs run on another (session_store_test.cc; for ThreadSanitizer).
+  void RunTurnsBesideRpcs(bool write_through);
+
   std::filesystem::path dir_;
   FakeClock clock_;
   int64_t drain_batch_files_ = 512;

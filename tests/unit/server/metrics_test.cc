@@ -33,6 +33,7 @@ TEST(Metrics, FamiliesValuesAndPromtool) {
   s.waiting = 5;
   s.sessions_host = 4;
   s.host_state_bytes = 1 << 20;
+  s.session_writes_pending = 3;
   m.UpdateStats(s);
   std::string text = Exposition(registry);
   for (const char* want : {
@@ -50,6 +51,7 @@ TEST(Metrics, FamiliesValuesAndPromtool) {
            "titand_sessions{tier=\"host\"} 4",
            "titand_sessions{tier=\"disk\"} 0",
            "titand_session_state_bytes{tier=\"host\"} 1048576",
+           "titand_session_writes_pending 3",
        }) {
     EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
   }
