@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "core/common/status.h"
-#include "core/engine/session_codec.h"
+#include "core/session/session_codec.h"
 #include "core/tokenizer/prompt_builder.h"
 
 namespace titand {

@@ -37,7 +37,7 @@ struct EngineConfig {
   int64_t host_state_budget = 2048ll << 20;    // host bytes before eviction to disk
   double session_ttl_seconds = 3600;    // idle sessions older than this are deleted
   int64_t max_sessions = 100000;
-  // Shared session tier in Redis (core/engine/shared_tier.h); off unless use_shared_store.
+  // Shared session tier in Redis (core/session/shared_tier.h); off unless use_shared_store.
   bool use_shared_store = false;
   SharedStoreOptions shared_store;      // ttl_seconds is set from session_ttl_seconds by the engine
   double shared_retry_seconds = 1.0;    // interval of write retries while Redis is unreachable

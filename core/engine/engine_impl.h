@@ -17,9 +17,9 @@
 #include "absl/synchronization/mutex.h"
 #include "core/engine/engine.h"
 #include "core/engine/scheduler.h"
-#include "core/engine/session_store.h"
+#include "core/session/session_store.h"
 #include "core/engine/session_writer.h"
-#include "core/engine/shared_tier.h"
+#include "core/session/shared_tier.h"
 #include "core/runtime/decoder.h"
 #include "core/runtime/runtime.h"
 

@@ -1,4 +1,4 @@
-// Engine API side, session RPCs and the shared tier's hooks (core/engine/shared_tier.h). Without
+// Engine API side, session RPCs and the shared tier's hooks (core/session/shared_tier.h). Without
 // --shared-store these are the session store's own calls.
 #include "absl/strings/str_cat.h"
 #include "core/common/status.h"

@@ -6,25 +6,6 @@
 
 namespace titand {
 
-const char* SharedWriteName(SharedWrite w) {
-  switch (w) {
-    case SharedWrite::kNone: return "none";
-    case SharedWrite::kDurable: return "durable";
-    case SharedWrite::kPending: return "pending";
-    case SharedWrite::kRejected: return "rejected";
-  }
-  return "unknown";
-}
-
-const char* SessionTierName(SessionTier t) {
-  switch (t) {
-    case SessionTier::kDevice: return "device";
-    case SessionTier::kHost: return "host";
-    case SessionTier::kDisk: return "disk";
-  }
-  return "unknown";
-}
-
 absl::Status EngineConfig::Validate() const {
   if (max_queue < 1) return absl::InvalidArgumentError("max_queue must be >= 1");
   SchedulerConfig s{max_running, max_step_tokens, prefill_chunk};

@@ -11,12 +11,12 @@
 
 #include "absl/status/status.h"
 #include "core/sampling/sampling_params.h"
+#include "core/session/session_types.h"
 #include "core/tokenizer/chat_format.h"
 
 namespace titand {
 
 using RequestId = uint64_t;
-using SteadyTime = std::chrono::steady_clock::time_point;
 
 using ChatTurnMessage = ChatMessage;  // role "system" | "user" | "assistant", content
 // One finish-reason enum from the decoding core to the proto and the metrics (sampling_params.h).
@@ -53,15 +53,6 @@ struct Timing {
   double total_seconds = 0;
 };
 
-// Where a session turn's resulting state stands in the shared store (--shared-store) when the turn's
-// final chunk is sent (core/engine/shared_tier.h).
-enum class SharedWrite {
-  kNone,      // no shared store, or a stateless request
-  kDurable,   // the state is in the shared store
-  kPending,   // not yet: the shared store was unreachable; kept locally, the write is retried
-  kRejected,  // a newer state or another replica's lease won: this turn's state was discarded
-};
-const char* SharedWriteName(SharedWrite w);
 
 // One piece of a stream. Non-final chunks carry tokens; the final chunk carries finish/usage/timing
 // (and may carry the last tokens too). On kError, `error` says why.
@@ -82,34 +73,7 @@ struct StreamChunk {
 // (push into a bounded buffer and return).
 using ChunkCallback = std::function<void(StreamChunk)>;
 
-enum class SessionTier { kDevice, kHost, kDisk };
-const char* SessionTierName(SessionTier t);
 
-struct SessionInfo {
-  std::string id;
-  int64_t history_tokens = 0;
-  int64_t state_bytes = 0;
-  SessionTier tier = SessionTier::kDevice;
-  bool busy = false;                   // a turn is running
-  double idle_seconds = 0;
-  int64_t created_unix = 0;
-};
-
-// The shared session tier (all zero without --shared-store). Counters are totals since start.
-struct SharedStoreStats {
-  bool enabled = false;
-  bool up = false;                     // the last Redis call succeeded
-  int64_t pending_writes = 0;          // sessions whose latest state is not yet in Redis
-  int64_t writes_ok = 0, writes_rejected = 0, write_errors = 0;
-  int64_t fetches = 0;                 // states read from Redis (not local, or newer than local)
-  int64_t bytes_written = 0, bytes_fetched = 0;
-  int64_t last_value_bytes = 0;        // size of the last state written
-  int64_t lease_conflicts = 0;         // turns refused: another turn held the session's lease
-  int64_t leases_lost = 0;             // renewals that found the lease taken or expired
-  double serialize_seconds = 0;        // total time serialising states for writes (writer thread)
-  double commit_seconds = 0;           // total time of write round trips to Redis
-  double fetch_seconds = 0;            // total time of state fetches from Redis
-};
 
 struct EngineStats {
   int64_t running = 0;                 // requests in the running batch

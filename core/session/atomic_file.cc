@@ -5,7 +5,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 
@@ -111,6 +113,15 @@ int WriteFilesAtomically(const std::string& dir, std::vector<AtomicWrite>& batch
 absl::Status RemoveFile(const std::string& path) {
   if (::unlink(path.c_str()) == 0 || errno == ENOENT) return absl::OkStatus();
   return Errno("cannot remove", path, errno);
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError("cannot open the session's snapshot file");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) return absl::DataLossError("reading the session's snapshot file failed");
+  return ss.str();
 }
 
 }  // namespace titand

@@ -1,4 +1,4 @@
-// Crash-safe file replacement: the content goes to a temp file in the same directory, which is fsynced,
+// File I/O of the session module (snapshot files of the session store). Crash-safe file replacement: the content goes to a temp file in the same directory, which is fsynced,
 // renamed over `path` and the directory fsynced. Readers see the old file or the new one, never a part;
 // on failure the temp file is removed and an existing `path` is untouched.
 #pragma once
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace titand {
 
@@ -30,6 +31,10 @@ struct AtomicWrite {
 // a failed sync fails every file (their temp files are removed, old files untouched). Returns the number
 // of syncs made (1 + 1 for the directory, 0 if no file got as far).
 int WriteFilesAtomically(const std::string& dir, std::vector<AtomicWrite>& batch);
+
+// The whole file as bytes: NOT_FOUND when it cannot be opened, DATA_LOSS when reading fails midway. The
+// messages carry no path (they may reach clients).
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 
 // unlink(2); an already missing file counts as removed. INTERNAL (errno text and the path) on failure.
 absl::Status RemoveFile(const std::string& path);

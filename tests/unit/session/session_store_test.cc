@@ -1,7 +1,7 @@
 // SessionStore over hand-built cursors (small tensors) and the real snapshot codec: ids, TTL with an
 // injected clock, LRU eviction device -> host -> disk and back (bit-identical), pinning, fork, restart
 // over the same directory, and a corrupted snapshot that fails only its own session.
-#include "core/engine/session_store.h"
+#include "core/session/session_store.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include <future>
 #include <atomic>
 
-#include "tests/unit/engine/store_test_util.h"
+#include "tests/unit/session/store_test_util.h"
 
 namespace titand {
 namespace {

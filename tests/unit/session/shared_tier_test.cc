@@ -1,5 +1,5 @@
-// SharedTier (core/engine/shared_tier.h) against a real redis-server: two tiers = two replicas.
-#include "core/engine/shared_tier.h"
+// SharedTier (core/session/shared_tier.h) against a real redis-server: two tiers = two replicas.
+#include "core/session/shared_tier.h"
 
 #include <chrono>
 #include <future>

@@ -1,4 +1,4 @@
-#include "core/engine/shared_tier.h"
+#include "core/session/shared_tier.h"
 
 #include <iostream>
 #include <random>

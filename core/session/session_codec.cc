@@ -1,4 +1,4 @@
-#include "core/engine/session_codec.h"
+#include "core/session/session_codec.h"
 
 #include "core/session/snapshot.h"
 

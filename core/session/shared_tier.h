@@ -34,7 +34,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
-#include "core/engine/engine_types.h"
+#include "core/session/session_types.h"
 #include "core/session/shared_session_store.h"
 
 namespace titand {

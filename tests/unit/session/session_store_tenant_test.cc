@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/engine/session_codec.h"
-#include "core/engine/session_store.h"
+#include "core/session/session_codec.h"
+#include "core/session/session_store.h"
 
 namespace titand {
 namespace {

@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <string>
 
-#include "core/engine/session_codec.h"
-#include "core/engine/session_store.h"
+#include "core/session/session_codec.h"
+#include "core/session/session_store.h"
 
 namespace titand {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <ATen/ATen.h>
 
-#include "core/engine/session_store.h"
+#include "core/session/session_store.h"
 #include "core/session/snapshot_format.h"
 
 namespace titand {

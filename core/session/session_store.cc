@@ -1,4 +1,4 @@
-#include "core/engine/session_store.h"
+#include "core/session/session_store.h"
 
 #include <sys/stat.h>
 
@@ -6,9 +6,7 @@
 #include <iostream>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -19,19 +17,6 @@ namespace titand {
 namespace {
 
 constexpr char kSuffix[] = ".tsession";
-
-absl::StatusOr<std::string> ReadAll(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return absl::NotFoundError("cannot open the session's snapshot file");  // no server path to clients
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) return absl::DataLossError("reading the session's snapshot file failed");
-  return ss.str();
-}
-
-}  // namespace
-
-namespace {
 
 bool IsIdText(const std::string& s, size_t max_len) {
   if (s.empty() || s.size() > max_len) return false;
@@ -283,7 +268,7 @@ absl::Status SessionStore::Delete(const std::string& id) {
 }
 
 absl::StatusOr<std::string> SessionStore::ReadFile(const std::string& id) {
-  auto bytes = ReadAll(PathOf(id));
+  auto bytes = ReadWholeFile(PathOf(id));
   if (!bytes.ok()) {
     ++counters_.disk_read_errors;
     LogDiskError(bytes.status());

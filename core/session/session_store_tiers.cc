@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/common/status.h"
-#include "core/engine/session_store.h"
+#include "core/session/session_store.h"
 #include "core/session/atomic_file.h"
 
 namespace titand {

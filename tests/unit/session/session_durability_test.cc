@@ -6,7 +6,7 @@
 // fails with ENOTDIR) -- the live tests (tests/py/test_durability.py) use a real full / read-only tmpfs.
 #include <fstream>
 
-#include "tests/unit/engine/store_test_util.h"
+#include "tests/unit/session/store_test_util.h"
 
 namespace titand {
 namespace {

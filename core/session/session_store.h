@@ -44,7 +44,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/engine/engine_types.h"
+#include "core/session/session_types.h"
 #include "core/model/sequence_state.h"
 
 namespace titand {
@@ -137,7 +137,7 @@ class SessionStore {
   absl::StatusOr<SessionCursor*> Materialize(const std::string& id);
   void Unpin(const std::string& id, TurnEnd end = TurnEnd::kChanged);
 
-  // Shared tier (core/engine/shared_tier.h). Adopt: the session's state becomes `bytes` (snapshot form,
+  // Shared tier (core/session/shared_tier.h). Adopt: the session's state becomes `bytes` (snapshot form,
   // host tier, verified when materialised), creating the entry if absent; pin = also pin it (the
   // caller's turn; an entry pinned by someone else -> FAILED_PRECONDITION unless the caller already
   // holds that pin: `pinned_by_caller`). Serialize: the state's snapshot bytes from any tier; for a

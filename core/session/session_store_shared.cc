@@ -1,10 +1,10 @@
-// SessionStore, the shared tier's two calls (core/engine/shared_tier.h): Adopt a state fetched from
+// SessionStore, the shared tier's two calls (core/session/shared_tier.h): Adopt a state fetched from
 // Redis, Serialize a state for a write to Redis.
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
 #include "core/common/status.h"
-#include "core/engine/session_store.h"
+#include "core/session/session_store.h"
 
 namespace titand {
 
