@@ -100,7 +100,9 @@ TEST(SinkAttention, DecodeBatchMixedWithPrefillEqualsEachSequenceAlone) {
       for (int s = 0; s < 5; ++s) {
         EXPECT_EQ(st[s].layers[0].len, SinkWindowCacheLen({kWindow, sinks == 0 ? 0 : sinks}, total))
             << "sinks " << sinks;
-        EXPECT_LT(MaxDiff(RunPieces(*m, seqs[s], {1000}), rows[s]), 1e-5)
+        // 2e-5: float32 rounding differs between a batched step (decode rows beside prefill chunks) and
+        // one prefill; measured up to 1.06e-5 on these logits.
+        EXPECT_LT(MaxDiff(RunPieces(*m, seqs[s], {1000}), rows[s]), 2e-5)
             << "sequence " << s << " sinks " << sinks << " impl " << static_cast<int>(impl);
       }
     }
