@@ -59,6 +59,22 @@ void KeepBlasSingleThreaded() {
 
 }  // namespace
 
+// A forward step allocates large activations (a 512-token prefill chunk: several MB per tensor, per
+// layer) and frees them at once. glibc's defaults serve such blocks with fresh mmap()s (its threshold
+// adapts between 128 KiB and 32 MiB) and give a freed heap top above 128 KiB back to the kernel, so the
+// next step page-faults and zero-fills the same memory again. 32 MiB is glibc's maximum for
+// M_MMAP_THRESHOLD (a larger value is refused). Measured: BENCHMARKS.md, issue 9 "host allocator".
+void RetainStepMemory() {
+#ifdef __GLIBC__
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_") ||
+      std::getenv("GLIBC_TUNABLES")) {
+    return;
+  }
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+#endif
+}
+
 std::string ResolveModelPath(const std::string& model) {
   for (const Alias& a : kAliases) {
     if (model != a.name) continue;
@@ -136,6 +152,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
   // freed heap memory by default. Returning it makes resident memory reflect the packed weights.
   malloc_trim(0);
 #endif
+  RetainStepMemory();
   if (adapter) {
     RETURN_IF_ERROR(ApplyTptt(*rt->model, *adapter, opt.mu_override));
     rt->adapter = std::make_shared<TpttAdapter>(std::move(*adapter));

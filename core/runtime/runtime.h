@@ -39,6 +39,13 @@ struct Runtime {
   std::shared_ptr<const TpttAdapter> adapter;  // null for a plain model
 };
 
+// Host memory of forward steps is kept for reuse instead of being returned to the kernel after every
+// step (glibc only; process-wide; LoadRuntime calls it): blocks below 32 MiB come from the heap and up to
+// 512 MiB of freed heap top stays mapped, so a step does not page-fault and zero-fill its activations
+// again. Cost: resident memory stays up to 512 MiB above the live set after a burst. No-op when the
+// operator set MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or GLIBC_TUNABLES.
+void RetainStepMemory();
+
 // Resolves aliases of bundled models ($TITAND_MODELS_DIR, else <repo>/models next to the binary).
 std::string ResolveModelPath(const std::string& model);
 absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& options);
