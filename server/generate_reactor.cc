@@ -115,7 +115,10 @@ GenerateReactor::GenerateReactor(Engine* engine, ServerMetrics* metrics, size_t 
         absl::MutexLock lock(&shared_->mu);
         shared_->have_id = true;
         shared_->id = *id;
-        cancel_now = shared_->client_cancelled && !shared_->cancel_sent;
+        // The client left, or overflowed the buffer, before the engine answered with the id (the gRPC
+        // reaction that cancels found no id yet): cancel now, unless the request already ended.
+        cancel_now = (shared_->client_cancelled || shared_->overflow) && !shared_->cancel_sent &&
+                     !shared_->final_seen;
         if (cancel_now) shared_->cancel_sent = true;
       }
       if (cancel_now) engine_->Cancel(*id);

@@ -19,10 +19,13 @@ namespace titand {
 namespace {
 
 // Each request runs on its own thread: `n` one-token chunks `gap` apart, then a final chunk with
-// `finish`. Cancel stops it with a final kCancelled. Enqueue fails with `reject` when set.
+// `finish`. Cancel stops it with a final kCancelled. Enqueue fails with `reject` when set. With
+// `run_until_cancel` the request, its chunks sent, keeps running (up to 10 s) until it is cancelled, as a
+// long generation would.
 class FakeEngine : public Engine {
  public:
   int n = 5;
+  bool run_until_cancel = false;
   std::chrono::microseconds gap{0};
   EngineFinish finish = EngineFinish::kMaxTokens;
   absl::Status reject;
@@ -39,21 +42,25 @@ class FakeEngine : public Engine {
       absl::MutexLock lock(&mu_);
       flags_[id] = flag;
     }
-    threads_.emplace_back([this, cb, flag, n = n, gap = gap, finish = finish] {
+    threads_.emplace_back([this, cb, flag, n = n, gap = gap, finish = finish, hold = run_until_cancel] {
+      auto cancelled = [&] {
+        if (!flag->load()) return false;
+        StreamChunk f;
+        f.final = true;
+        f.finish = EngineFinish::kCancelled;
+        cb(f);
+        return true;
+      };
       for (int i = 0; i < n; ++i) {
-        if (flag->load()) {
-          StreamChunk f;
-          f.final = true;
-          f.finish = EngineFinish::kCancelled;
-          cb(f);
-          return;
-        }
+        if (cancelled()) return;
         StreamChunk c;
         c.token_ids = {100 + i};
         c.text = std::string(1, static_cast<char>('a' + i % 26));
         cb(c);
         if (gap.count() > 0) std::this_thread::sleep_for(gap);
       }
+      for (int t = 0; hold && t < 1000 && !flag->load(); ++t) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (cancelled()) return;
       StreamChunk f;
       f.final = true;
       f.finish = finish;
@@ -166,6 +173,10 @@ TEST_F(ReactorTest, ClientCancelReachesEngine) {
 
 TEST_F(ReactorTest, SlowClientIsCancelledAsTooSlow) {
   engine_.n = 20000;  // all pushed at once: the 2-chunk buffer must overflow
+  // The request then keeps running until cancelled: the server must cancel it. (Finishing right after
+  // the 20,000 chunks let a loaded machine end the request before the overflow was handled, with
+  // nothing left to cancel, and the test flaked.)
+  engine_.run_until_cancel = true;
   StartServer(2);
   grpc::ClientContext ctx;
   auto reader = stub_->Generate(&ctx, Request());
