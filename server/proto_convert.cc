@@ -118,6 +118,7 @@ void ToProto(const SessionInfo& info, v1::Session* out) {
   out->set_busy(info.busy);
   out->set_idle_seconds(info.idle_seconds);
   out->set_created_unix(info.created_unix);
+  out->set_error(info.error);
 }
 
 std::optional<SteadyTime> SteadyDeadline(std::chrono::system_clock::time_point deadline,

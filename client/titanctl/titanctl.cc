@@ -63,7 +63,7 @@ void SetDeadline(grpc::ClientContext* ctx) {
 nlohmann::json SessionJson(const v1::Session& s) {
   return {{"id", s.id()},       {"history_tokens", s.history_tokens()}, {"state_bytes", s.state_bytes()},
           {"tier", v1::SessionTier_Name(s.tier())}, {"busy", s.busy()}, {"idle_seconds", s.idle_seconds()},
-          {"created_unix", s.created_unix()}};
+          {"created_unix", s.created_unix()}, {"error", s.error()}};
 }
 
 // The sampling flags use -1 for "unset" (the server's default); any other negative value is a mistake.

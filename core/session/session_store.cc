@@ -131,6 +131,7 @@ SessionInfo SessionStore::InfoOf(const std::string& id, const Entry& e) const {
   i.busy = e.pinned;
   i.idle_seconds = e.pinned ? 0 : std::chrono::duration<double>(Now() - e.last_used).count();
   i.created_unix = e.created_unix;
+  if (!e.error.ok()) i.error = std::string(e.error.message());
   return i;
 }
 

@@ -32,6 +32,7 @@ struct SessionInfo {
   bool busy = false;                   // a turn is running
   double idle_seconds = 0;
   int64_t created_unix = 0;
+  std::string error;                   // "" = usable; else why its stored snapshot cannot be restored
 };
 
 // The shared session tier (all zero without --shared-store). Counters are totals since start.

@@ -370,5 +370,10 @@ def test_planted_snapshots_are_refused(tc, secure_server, tmp_path):
                     code, details = code_of(call)
                     assert code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.DATA_LOSS), (sid, code, details)
                     assert str(sessions) not in details  # no server path in the message
+            # The listing flags the broken sessions with the same message, and only them.
+            listed = {x.id: x.error for x in c.list_sessions(timeout=30)}
+            assert listed["genuine"] == ""
+            for sid in ("planted-v1", "planted-v2", "tampered"):
+                assert "unreadable snapshot" in listed[sid] and str(sessions) not in listed[sid], (sid, listed[sid])
     finally:
         s.terminate()

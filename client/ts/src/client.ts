@@ -72,6 +72,7 @@ export interface Session {
   id: string; historyTokens: number; stateBytes: number;
   tier: "SESSION_TIER_UNSPECIFIED" | "SESSION_TIER_DEVICE" | "SESSION_TIER_HOST" | "SESSION_TIER_DISK";
   busy: boolean; idleSeconds: number; createdUnix: number;
+  error: string;  // "" = usable; else why the stored snapshot cannot be restored
 }
 
 export interface ModelInfo {

@@ -199,6 +199,10 @@ TEST(ProtoConvert, EnumsAndLabels) {
   EXPECT_TRUE(s.busy());
   EXPECT_DOUBLE_EQ(s.idle_seconds(), 3.5);
   EXPECT_EQ(s.created_unix(), 1700000000);
+  EXPECT_EQ(s.error(), "");
+  info.error = "session x: unreadable snapshot: checksum mismatch";
+  ToProto(info, &s);
+  EXPECT_EQ(s.error(), info.error);
 }
 
 TEST(ProtoConvert, Deadlines) {

@@ -180,6 +180,14 @@ TEST_F(StoreTest, CorruptedSnapshotFailsOnlyItsSession) {
   s->Unpin("flipped");
   EXPECT_FALSE(s->Pin("flipped").ok());         // stays broken, says why
   EXPECT_FALSE(s->Get("flipped").ok());
+  for (const SessionInfo& i : s->List()) {      // the listing flags both broken sessions, not the good one
+    if (i.id == "good") {
+      EXPECT_EQ(i.error, "");
+    } else {
+      EXPECT_EQ(i.error, std::string(s->Get(i.id).status().message())) << i.id;
+      EXPECT_NE(i.error.find("unreadable snapshot"), std::string::npos) << i.error;
+    }
+  }
   ExpectSame(Take(*s, "good"), MakeCursor(40, 6));
   EXPECT_TRUE(s->Delete("flipped").ok());
 }
