@@ -2,7 +2,7 @@
 //
 //   titanctl [--addr HOST:PORT] [--token T] [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]] generate [--session ID] [--max-tokens N] [--temperature T] ... TEXT
 //   titanctl chat [--session ID]                 interactive, one session, replies stream
-//   titanctl sessions list | get ID | delete ID | fork ID [NEW_ID]
+//   titanctl sessions list | create [ID] | get ID | delete ID | fork ID [NEW_ID]
 //   titanctl info | health
 //   titanctl bench [--sessions N] [--turns M] [--open-loop --rate R] ...   (JSON on stdout)
 #include <iostream>
@@ -165,10 +165,27 @@ int Sessions(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
   grpc::Status st;
   nlohmann::json out;
   if (sub == "list") {
-    v1::ListSessionsResponse resp;
-    st = stub.ListSessions(&ctx, v1::ListSessionsRequest(), &resp);
+    // Every page (the server answers at most 1,000 sessions a call, 100 by default).
     out = nlohmann::json::array();
-    for (const v1::Session& s : resp.sessions()) out.push_back(SessionJson(s));
+    std::string token;
+    do {
+      grpc::ClientContext page_ctx;
+      SetDeadline(&page_ctx);
+      v1::ListSessionsRequest req;
+      req.set_page_size(1000);
+      req.set_page_token(token);
+      v1::ListSessionsResponse resp;
+      st = stub.ListSessions(&page_ctx, req, &resp);
+      if (!st.ok()) break;
+      for (const v1::Session& s : resp.sessions()) out.push_back(SessionJson(s));
+      token = resp.next_page_token();
+    } while (!token.empty());
+  } else if (sub == "create") {
+    v1::CreateSessionRequest req;
+    if (args.size() > 2) req.set_session_id(args[2]);
+    v1::Session s;
+    st = stub.CreateSession(&ctx, req, &s);
+    out = SessionJson(s);
   } else if ((sub == "get" || sub == "delete" || sub == "fork") && args.size() > 2) {
     if (sub == "get") {
       v1::GetSessionRequest req;
@@ -191,7 +208,7 @@ int Sessions(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
       out = SessionJson(s);
     }
   } else {
-    std::cerr << "usage: titanctl sessions list | get ID | delete ID | fork ID [NEW_ID]\n";
+    std::cerr << "usage: titanctl sessions list | create [ID] | get ID | delete ID | fork ID [NEW_ID]\n";
     return 2;
   }
   if (!st.ok()) return Fail(st);

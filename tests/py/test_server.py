@@ -227,6 +227,34 @@ def test_titanctl_health_info_bench(server):
     assert r.returncode != 0 and "loopback" in r.stderr
 
 
+def test_titanctl_sessions_create_and_list_every_page(tc, tmp_path):
+    """`sessions create [ID]` makes a session (a chosen id or the server's); `sessions list` follows the
+    pages: 1,005 sessions are more than one page of the server's largest (1,000)."""
+    ctl = need(BIN / "titanctl", "build titanctl first (target titanctl)")
+    s = Titand(tmp_path, "--session-write-through=false", "--max-sessions-per-tenant=2000").wait_serving()
+    try:
+        r = subprocess.run([ctl, "--addr", s.address, "sessions", "create", "chosen-id"], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0 and json.loads(r.stdout)["id"] == "chosen-id", r.stdout + r.stderr
+        r = subprocess.run([ctl, "--addr", s.address, "sessions", "create"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0 and len(json.loads(r.stdout)["id"]) == 32, r.stdout + r.stderr
+        r = subprocess.run([ctl, "--addr", s.address, "sessions", "create", "chosen-id"], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode != 0 and "taken" in r.stderr, r.stderr
+        with tc.Client(s.address) as c:
+            for i in range(1003):
+                c.create_session(f"s{i:04d}")
+        r = subprocess.run([ctl, "--addr", s.address, "sessions", "list"], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        ids = [x["id"] for x in json.loads(r.stdout)]
+        assert len(ids) == 1005 and len(set(ids)) == 1005 and "chosen-id" in ids and "s1002" in ids
+        assert all(x["error"] == "" for x in json.loads(r.stdout))
+    finally:
+        s.terminate()
+
+
 def test_metrics_pass_promtool(server, client):
     client.complete(tokens=[1000, 2000], max_tokens=3, ignore_eos=True, timeout=60)
     text = server.metrics()
