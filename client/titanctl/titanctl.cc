@@ -16,6 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "client/titanctl/bench.h"
@@ -51,7 +52,9 @@ namespace titand {
 namespace {
 
 int Fail(const grpc::Status& st) {
-  std::cerr << "error: " << st.error_code() << " " << st.error_message() << "\n";
+  // gRPC and absl share the canonical code space: print the code's name ("error: NOT_FOUND: ...").
+  std::cerr << "error: " << absl::StatusCodeToString(static_cast<absl::StatusCode>(st.error_code())) << ": "
+            << st.error_message() << "\n";
   return 1;
 }
 

@@ -241,7 +241,7 @@ def test_titanctl_sessions_create_and_list_every_page(tc, tmp_path):
         assert r.returncode == 0 and len(json.loads(r.stdout)["id"]) == 32, r.stdout + r.stderr
         r = subprocess.run([ctl, "--addr", s.address, "sessions", "create", "chosen-id"], capture_output=True,
                            text=True, timeout=30)
-        assert r.returncode != 0 and "taken" in r.stderr, r.stderr
+        assert r.returncode != 0 and "error: ALREADY_EXISTS: " in r.stderr and "taken" in r.stderr, r.stderr
         with tc.Client(s.address) as c:
             for i in range(1003):
                 c.create_session(f"s{i:04d}")
