@@ -1,7 +1,7 @@
 // titanctl: command-line client of titand.
 //
 //   titanctl [--addr HOST:PORT] [--token T] [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]] generate [--session ID] [--max-tokens N] [--temperature T] ... TEXT
-//   titanctl chat [--session ID]                 interactive, one session, replies stream
+//   titanctl chat [--session ID] [TEXT]          interactive, one session, replies stream (TEXT: first message)
 //   titanctl sessions list | create [ID] | get ID | delete ID | fork ID [NEW_ID]
 //   titanctl info | health
 //   titanctl bench [--sessions N] [--turns M] [--open-loop --rate R] ...   (JSON on stdout)
@@ -137,7 +137,8 @@ int Generate(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
   return Stream(stub, req);
 }
 
-int Chat(v1::Inference::Stub& stub) {
+// `args` after "chat" (if any) are the first message; then one message per line of stdin.
+int Chat(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
   std::string session = absl::GetFlag(FLAGS_session);
   if (session.empty()) {
     grpc::ClientContext ctx;
@@ -148,7 +149,15 @@ int Chat(v1::Inference::Stub& stub) {
   }
   std::cerr << "session " << session << " (empty line or /quit to leave)\n";
   std::string line;
-  while (std::cerr << "> " << std::flush, std::getline(std::cin, line)) {
+  std::string first;
+  for (size_t i = 1; i < args.size(); ++i) first += (i > 1 ? " " : "") + args[i];
+  for (bool from_args = !first.empty();; from_args = false) {
+    if (from_args) {
+      line = first;
+    } else {
+      std::cerr << "> " << std::flush;
+      if (!std::getline(std::cin, line)) break;
+    }
     if (line.empty() || line == "/quit") break;
     v1::GenerateRequest req;
     req.set_session_id(session);
@@ -300,7 +309,7 @@ int main(int argc, char** argv) {
   auto stub = titand::v1::Inference::NewStub(channel);
   const std::string& cmd = args[0];
   if (cmd == "generate") return titand::Generate(*stub, args);
-  if (cmd == "chat") return titand::Chat(*stub);
+  if (cmd == "chat") return titand::Chat(*stub, args);
   if (cmd == "sessions") return titand::Sessions(*stub, args);
   if (cmd == "info") return titand::Info(*stub);
   if (cmd == "health") return titand::Health(channel);

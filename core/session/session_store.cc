@@ -116,6 +116,8 @@ absl::Status SessionStore::Unreadable(const std::string& id, Entry& e, const abs
                                       absl::string_view detail) {
   const absl::StatusCode code =
       why.code() == absl::StatusCode::kInvalidArgument ? absl::StatusCode::kDataLoss : why.code();
+  // The codec names in-memory bytes "snapshot" (core/session/snapshot.h): not twice in one message.
+  if (absl::StartsWith(detail, ": snapshot: ")) detail.remove_prefix(10);
   e.error = absl::Status(code, absl::StrCat("session ", id, ": unreadable snapshot", detail));
   ++counters_.disk_read_errors;
   LogDiskError(e.error);

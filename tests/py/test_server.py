@@ -251,8 +251,21 @@ def test_titanctl_sessions_create_and_list_every_page(tc, tmp_path):
         ids = [x["id"] for x in json.loads(r.stdout)]
         assert len(ids) == 1005 and len(set(ids)) == 1005 and "chosen-id" in ids and "s1002" in ids
         assert all(x["error"] == "" for x in json.loads(r.stdout))
+        # `chat TEXT`: the text is the first message (then stdin, empty here).
+        r = subprocess.run([ctl, "--addr", s.address, "--max-tokens", "3", "chat", "--session", "chosen-id",
+                            "Hello", "there"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0 and r.stdout.strip(), r.stdout + r.stderr
+        with tc.Client(s.address) as c:
+            assert c.get_session("chosen-id").history_tokens > 0
     finally:
         s.terminate()
+
+
+def test_titand_help_lists_its_flags():
+    r = subprocess.run([need(BIN / "titand", "build titand first"), "--help"], capture_output=True, text=True,
+                       timeout=30)
+    for flag in ("--session_write_threads", "--session_write_through", "--max_running", "--weights"):
+        assert flag in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 def test_metrics_pass_promtool(server, client):

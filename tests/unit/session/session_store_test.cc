@@ -186,6 +186,7 @@ TEST_F(StoreTest, CorruptedSnapshotFailsOnlyItsSession) {
     } else {
       EXPECT_EQ(i.error, std::string(s->Get(i.id).status().message())) << i.id;
       EXPECT_NE(i.error.find("unreadable snapshot"), std::string::npos) << i.error;
+      EXPECT_EQ(i.error.find("snapshot: snapshot:"), std::string::npos) << i.error;  // the codec's prefix once
     }
   }
   ExpectSame(Take(*s, "good"), MakeCursor(40, 6));
