@@ -4,8 +4,8 @@
 // chunk, so the engine thread goes on decoding the other sessions while the disk works, and a client
 // still hears "done" only once its turn is durable (docs/operations.md "Session durability").
 //
-// Jobs of one session never overlap: the session stays pinned until its job has run. Jobs run in FIFO
-// order per thread; with threads > 1 jobs of different sessions run concurrently.
+// Jobs of one session never overlap: the session stays pinned until its job has run. Jobs start in the
+// order they were posted; with threads > 1 jobs of different sessions run concurrently.
 // Thread-safety: every method may be called from any thread.
 #pragma once
 

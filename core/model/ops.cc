@@ -10,8 +10,9 @@ namespace titand {
 
 namespace {
 
-// float32 on the CPU: one call instead of LibTorch's (at::rms_norm took ~34 us for one 576-wide row at
-// decode, the pow/mean/rsqrt/mul chain of RmsNormNoWeight ~7 dispatches): per row, the mean of squares
+// float32 on the CPU: one call instead of LibTorch's (at::rms_norm took ~12 us for one 576-wide decode
+// row, 34 us under the op profiler; RmsNormNoWeight's pow/mean/rsqrt/mul chain was ~7 dispatches; this
+// takes ~1 us; BENCHMARKS.md, issue 9 session 6): per row, the mean of squares
 // accumulated in double, then y = (x * inv_rms) * w in float, rows in parallel. Each row is computed the
 // same way whatever the batch, so a sequence normalises identically alone and in a batch.
 bool UseRowKernel(const at::Tensor& x, const at::Tensor* weight) {

@@ -9,8 +9,11 @@
 namespace titand {
 
 // y = w * (x / sqrt(mean(x^2, -1) + eps)), statistics in fp32, result in x's dtype (as Hugging Face does).
+// x [..., D], w [D]. float32 on the CPU runs one row kernel (mean of squares accumulated in double; a row
+// gives the same bits alone or in a batch); other dtypes/devices use LibTorch.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
-// Parameter-free per-row RMS normalisation over the last dim: x / sqrt(mean(x^2) + eps), fp32 math.
+// Parameter-free per-row RMS normalisation over the last dim: x / sqrt(mean(x^2) + eps), fp32 math
+// (the same row kernel for float32 on the CPU).
 at::Tensor RmsNormNoWeight(const at::Tensor& x, double eps);
 
 // Rotary embedding, rotate-half convention. inv_freq [D/2] fp32; positions [N] int64.

@@ -29,8 +29,9 @@
 // only unpinned cursors, except the owner's own Serialize and Unpin. The turn-end write-through (Unpin)
 // serialises and writes outside the mutex while the session is still pinned, so a slow disk delays only
 // the caller of Unpin, never other sessions' Pin/Materialize/Unpin. Create, Fork, eviction and drain
-// still serialise and write under the mutex (bounded by one session's size; rare next to turns). The mutex is a std::mutex (not absl::Mutex) so ThreadSanitizer,
-// which intercepts pthread mutexes but cannot see inside Debian's uninstrumented abseil, checks it.
+// still serialise and write under the mutex (bounded by one session's size; rare next to turns). The
+// mutex is a std::mutex (not absl::Mutex) so ThreadSanitizer, which intercepts pthread mutexes but cannot
+// see inside Debian's uninstrumented abseil, checks it.
 #pragma once
 
 #include <cstdint>
@@ -49,7 +50,7 @@
 
 namespace titand {
 
-// How cursors become bytes and back (the engine binds these to core/session/snapshot.h).
+// How cursors become bytes and back (session_codec.h binds these to core/session/snapshot.h).
 struct SessionCodec {
   std::function<absl::StatusOr<std::string>(const SessionCursor&)> serialize;
   std::function<absl::StatusOr<SessionCursor>(std::string_view)> deserialize;  // onto the device
