@@ -26,6 +26,7 @@
 #include <prometheus/registry.h>
 
 #include "core/common/flag_names.h"
+#include "core/common/log.h"
 #include "core/common/status.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -110,13 +111,7 @@ ABSL_FLAG(int, stream_buffer, 256, "per-stream buffer (chunks); full -> stream c
 namespace titand {
 namespace {
 
-void Log(const std::string& line) {
-  std::time_t now = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", std::localtime(&now));
-  std::fprintf(stderr, "%s titand: %s\n", stamp, line.c_str());
-  std::fflush(stderr);
-}
+void Log(const std::string& line) { LogLine(line); }
 
 // "512MiB" -> 536870912; plain digits are bytes.
 bool ParseBytes(const std::string& text, int64_t* out) {

@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/common/log.h"
 #include "core/common/status.h"
 #include "core/session/atomic_file.h"
 
@@ -110,7 +111,7 @@ SteadyTime SessionStore::Now() const { return opt_.clock ? opt_.clock() : std::c
 
 std::string SessionStore::PathOf(const std::string& id) const { return opt_.dir + "/" + id + kSuffix; }
 
-void SessionStore::LogDiskError(const absl::Status& st) const { std::cerr << "session store: " << st << "\n"; }
+void SessionStore::LogDiskError(const absl::Status& st) const { LogLine(absl::StrCat("session store: ", st.ToString())); }
 
 absl::Status SessionStore::Unreadable(const std::string& id, Entry& e, const absl::Status& why,
                                       absl::string_view detail) {

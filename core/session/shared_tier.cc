@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/common/log.h"
 #include "core/common/status.h"
 
 namespace titand {
@@ -186,7 +187,7 @@ SharedWrite SharedTier::RunJob(Job& job) {
     stats_.serialize_seconds += Seconds(t0);
     held_.erase(job.id);
     if (!bytes.ok()) {
-      std::cerr << "shared store: cannot serialise session " << job.id << ": " << bytes.status() << "\n";
+      LogLine(absl::StrCat("shared store: cannot serialise session ", job.id, ": ", bytes.status().ToString()));
       return SharedWrite::kPending;
     }
     Track& cur = tracks_[job.id];
