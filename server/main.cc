@@ -12,13 +12,11 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 #include <cstring>
-#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>

@@ -314,10 +314,8 @@ void EngineImpl::Finish(RequestId id, EngineFinish f, absl::Status error, bool d
     SessionStore* store = store_.get();
     shared_->EndTurn(
         sid, r->lease_token, changed, [store, sid] { return store->Serialize(sid); },
-        [store, sid, changed, cb = std::move(r->cb), c = std::move(c)](SharedWrite w) mutable {
-          store->Unpin(sid, w == SharedWrite::kRejected ? TurnEnd::kDrop
-                            : changed                   ? TurnEnd::kChanged
-                                                        : TurnEnd::kUnchanged);
+        [store, sid, end, cb = std::move(r->cb), c = std::move(c)](SharedWrite w) mutable {
+          store->Unpin(sid, w == SharedWrite::kRejected ? TurnEnd::kDrop : end);
           c.shared = w;
           cb(std::move(c));
         });

@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <cstdio>
-#include <iostream>
 #include <ctime>
 #include <filesystem>
 #include <random>

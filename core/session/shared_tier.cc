@@ -1,6 +1,6 @@
 #include "core/session/shared_tier.h"
 
-#include <iostream>
+#include <cstdio>
 #include <random>
 #include <vector>
 

@@ -201,10 +201,7 @@ TEST_F(StoreTest, WriteThroughOfATurnDoesNotBlockOtherSessions) {
   std::promise<void> entered, release;
   std::shared_future<void> released = release.get_future().share();
   std::atomic<int> gate{0};  // 1 = the next serialisation blocks until `release`
-  SessionStoreOptions o;
-  o.write_through = true;
-  o.dir = dir_.string();
-  o.codec = MakeSnapshotCodec(Binding(), at::kCPU);
+  SessionStoreOptions o = Options(1 << 30, 1 << 30, /*write_through=*/true);
   o.codec.serialize = [inner = o.codec.serialize, &gate, &entered, released](const SessionCursor& c) {
     if (gate.exchange(0) == 1) {
       entered.set_value();
@@ -212,7 +209,6 @@ TEST_F(StoreTest, WriteThroughOfATurnDoesNotBlockOtherSessions) {
     }
     return inner(c);
   };
-  o.fresh = EmptyCursor;
   auto opened = SessionStore::Open(std::move(o));
   ASSERT_TRUE(opened.ok()) << opened.status();
   std::unique_ptr<SessionStore> s = std::move(opened).value();

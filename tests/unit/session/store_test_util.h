@@ -77,8 +77,9 @@ class StoreTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  std::unique_ptr<SessionStore> Open(int64_t device_budget = 1 << 30, int64_t host_budget = 1 << 30,
-                                     bool write_through = false) {
+  // The options Open uses (tests that wrap the codec start from these).
+  SessionStoreOptions Options(int64_t device_budget = 1 << 30, int64_t host_budget = 1 << 30,
+                              bool write_through = false) {
     SessionStoreOptions o;
     o.write_through = write_through;
     o.drain_batch_files = drain_batch_files_;
@@ -89,7 +90,11 @@ class StoreTest : public ::testing::Test {
     o.codec = MakeSnapshotCodec(Binding(), at::kCPU);
     o.fresh = EmptyCursor;
     o.clock = [this] { return clock_.t; };
-    auto s = SessionStore::Open(std::move(o));
+    return o;
+  }
+  std::unique_ptr<SessionStore> Open(int64_t device_budget = 1 << 30, int64_t host_budget = 1 << 30,
+                                     bool write_through = false) {
+    auto s = SessionStore::Open(Options(device_budget, host_budget, write_through));
     EXPECT_TRUE(s.ok()) << s.status();
     return std::move(s).value();
   }
