@@ -1,21 +1,18 @@
 #include "core/model/linear_weight.h"
 
-#include <torch/version.h>
-
 #include "absl/strings/str_cat.h"
 #include "core/common/status.h"
-
-#define TITAND_TORCH_AT_LEAST(maj, min) \
-  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
+#include "core/model/quant_matmul.h"
 
 namespace titand {
 namespace {
 
-constexpr int64_t kInt4RowMultiple = 16;  // _convert_weight_to_int4pack_for_cpu: out % 16 == 0
-// From this many rows on, an int8 matmul dequantises W and runs the float GEMM instead: on the 2-core AVX2
-// VM the weight-only kernel costs ~2x the float GEMM's CPU time per row at M >= 32 (BENCHMARKS.md, issue 9),
-// and dequantising (out x in multiply-adds) is cheap next to the GEMM only for long inputs (prefill).
-constexpr int64_t kInt8DenseFromRows = 128;
+// Where the weight-only kernels (core/model/quant_matmul.h) stop and "dequantise W to float32 for the call +
+// float GEMM" takes over. Measured with bench/bench_linear.cc on the 2-core AVX2 VM (BENCHMARKS.md, issue 9,
+// session 7): the kernels cost ~0.5x the float GEMM for one row and about the same from ~12 (int4) / ~48
+// (int8: its dequantised copy is 4x the int8 bytes, so the GEMM path pays more) input rows on.
+constexpr int64_t kInt4KernelMaxRows = 16;
+constexpr int64_t kInt8DenseFromRows = 64;
 
 absl::Status CpuOnly(at::Device dev, const char* what) {
   if (dev.is_cpu()) return absl::OkStatus();
@@ -24,6 +21,9 @@ absl::Status CpuOnly(at::Device dev, const char* what) {
 }
 
 at::Tensor RoundToBf16(const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kFloat); }
+
+// bfloat16 tensor storage as the raw bits the kernels read.
+const uint16_t* Bits(const at::Tensor& bf16) { return reinterpret_cast<const uint16_t*>(bf16.data_ptr()); }
 
 }  // namespace
 
@@ -90,49 +90,53 @@ absl::StatusOr<LinearWeight> LinearWeight::MakeInt8(const at::Tensor& w, const a
 
 absl::StatusOr<LinearWeight> LinearWeight::MakeInt4(const Int4Groups& g, const at::Tensor& bias, at::Device dev) {
   RETURN_IF_ERROR(CpuOnly(dev, "int4"));
-#if !TITAND_TORCH_AT_LEAST(2, 6)
-  return absl::InvalidArgumentError("int4 weights need LibTorch >= 2.6 (_weight_int4pack_mm_for_cpu)");
-#else
   const int64_t out = g.q.size(0), in = g.q.size(1);
   if (in % kInt4GroupSize != 0) {
     return absl::InvalidArgumentError(absl::StrCat("int4 weights need in_features divisible by ", kInt4GroupSize,
                                                    ", got [", out, ", ", in, "]; use --weights int8"));
   }
-  const int64_t pad = (kInt4RowMultiple - out % kInt4RowMultiple) % kInt4RowMultiple;
-  at::Tensor q = g.q.to(at::kInt), scale = g.scale.to(at::kFloat), zero = g.zero.to(at::kFloat);
-  if (pad > 0) {  // zero rows: q = 8, scale 1, zero 0 -> W = 0; sliced off in Forward
-    q = at::cat({q, at::full({pad, in}, 8, q.options())});
-    scale = at::cat({scale, at::ones({pad, scale.size(1)}, scale.options())});
-    zero = at::cat({zero, at::zeros({pad, zero.size(1)}, zero.options())});
-  }
+  const int64_t groups = in / kInt4GroupSize;
+  // Two codes a byte: q[32g + j] low nibble, q[32g + 16 + j] high nibble (core/model/quant_matmul.h).
+  at::Tensor q = g.q.to(at::kInt).reshape({out, groups, 2, 16});
+  at::Tensor packed = q.select(2, 0) + q.select(2, 1) * 16;
   LinearWeight l;
   l.format_ = WeightFormat::kInt4;
   l.out_ = out;
   l.in_ = in;
-  l.w_ = at::_convert_weight_to_int4pack_for_cpu(q.contiguous(), /*innerKTiles=*/1);
-  l.scales_ = at::stack({scale.t(), zero.t()}, -1).to(at::kBFloat16).contiguous();  // [in/32, out_padded, 2]
+  l.w_ = packed.reshape({out, in / 2}).to(at::kByte).contiguous();
+  l.scales_ = at::stack({g.scale.to(at::kFloat), g.zero.to(at::kFloat)}, -1).to(at::kBFloat16).contiguous();
   if (bias.defined()) l.bias_ = bias.to(at::kFloat);
   return l;
-#endif
 }
 
 at::Tensor LinearWeight::Forward(const at::Tensor& x) const {
   at::Tensor y;
+  const int64_t rows = x.size(0);
   switch (format_) {
     case WeightFormat::kInt8:
-      if (x.size(0) >= kInt8DenseFromRows) {
+      if (rows >= kInt8DenseFromRows) {
         at::Tensor w = w_.to(at::kFloat) * scales_.to(at::kFloat).unsqueeze(1);
         y = at::linear(x.to(at::kFloat), w);
       } else {
-        y = at::_weight_int8pack_mm(x.to(at::kBFloat16).contiguous(), w_, scales_);
+        at::Tensor xf = x.to(at::kFloat).contiguous();
+        y = at::empty({rows, out_}, xf.options());
+        Int8MatmulCpu(xf.data_ptr<float>(), rows, in_, w_.data_ptr<int8_t>(), Bits(scales_), out_,
+                      y.data_ptr<float>());
       }
       break;
-    case WeightFormat::kInt4:
-#if TITAND_TORCH_AT_LEAST(2, 6)
-      y = at::_weight_int4pack_mm_for_cpu(x.to(at::kBFloat16).contiguous(), w_, kInt4GroupSize, scales_);
-      if (y.size(1) != out_) y = y.narrow(1, 0, out_);
-#endif
+    case WeightFormat::kInt4: {
+      at::Tensor xf = x.to(at::kFloat).contiguous();
+      if (rows <= kInt4KernelMaxRows) {
+        y = at::empty({rows, out_}, xf.options());
+        Int4MatmulCpu(xf.data_ptr<float>(), rows, in_, w_.data_ptr<uint8_t>(), Bits(scales_), out_,
+                      y.data_ptr<float>());
+      } else {
+        at::Tensor w = at::empty({out_, in_}, xf.options());
+        Int4DequantizeCpu(w_.data_ptr<uint8_t>(), Bits(scales_), out_, in_, w.data_ptr<float>());
+        y = at::linear(xf, w);
+      }
       break;
+    }
     default:
       if (x.scalar_type() == w_.scalar_type()) return at::linear(x, w_, bias_);
       return at::linear(x.to(w_.scalar_type()), w_, bias_).to(x.scalar_type());
@@ -142,7 +146,7 @@ at::Tensor LinearWeight::Forward(const at::Tensor& x) const {
 }
 
 at::Tensor LinearWeight::DequantizeWithKernel() const {
-  at::ScalarType dt = format_ == WeightFormat::kInt8 || format_ == WeightFormat::kInt4 ? at::kBFloat16
+  at::ScalarType dt = format_ == WeightFormat::kInt8 || format_ == WeightFormat::kInt4 ? at::kFloat
                                                                                       : w_.scalar_type();
   at::Tensor eye = at::eye(in_, at::TensorOptions().dtype(dt).device(w_.device()));
   LinearWeight no_bias = *this;

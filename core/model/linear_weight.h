@@ -1,18 +1,15 @@
 // Weight-only quantised linear layers: y = x W^T + b with W [out, in] stored as
 //   dense  float32 / bfloat16 / float16 (at::linear, computed in the weight's dtype);
-//   int8   per-output-channel symmetric: W[n, k] = scale[n] * q[n, k], q in [-127, 127], scale bf16
-//          (at::_weight_int8pack_mm; from 128 input rows on, W is dequantised to float32 for that call and
-//          multiplied by at::linear with float32 activations: faster for prefill on CPU);
+//   int8   per-output-channel symmetric: W[n, k] = scale[n] * q[n, k], q in [-127, 127], scale bf16;
 //   int4   group-wise asymmetric, groups of 32 along `in`: W[n, k] = scale[n, g] * (q[n, k] - 8) + zero[n, g]
-//          with g = k / 32, q in 0..15, scale and zero bf16 (at::_weight_int4pack_mm_for_cpu on weights packed by
-//          at::_convert_weight_to_int4pack_for_cpu, which takes q as int32 [out, in] and wants out % 16 == 0:
-//          other `out` sizes are padded with zero rows and the padding sliced off the result).
-// int4 has no such long-input path (the packed layout is opaque): its prefill costs ~2x float32's CPU time.
-// The int8/int4 kernels are fast on CPU only with bfloat16 activations (the float32/float16 paths of
-// LibTorch's CPU kernels are 10-100x slower), so Forward converts x to bfloat16 for them and the result
-// back to x's dtype; the kernels accumulate in float32. int8/int4 are CPU-only here: on CUDA LibTorch packs
-// int4 differently and neither path has been tested, so Make* return INVALID_ARGUMENT for a CUDA device.
-// The ops exist from torch 2.6 (int4 `_for_cpu` variants); older LibTorch gets INVALID_ARGUMENT for int4.
+//          with g = k / 32, q in 0..15, scale and zero bf16, two codes a byte (core/model/quant_matmul.h).
+// How Forward multiplies (x float32/bfloat16/float16 [N, in], computed in float32, returned in x's dtype):
+//   int4, N <= 16: our CPU kernel (quant_matmul.h: activations as int16 per block of 32, exact integer dot
+//          products, float32 accumulation); N > 16: W dequantised to float32 for the call + at::linear;
+//   int8, N < 64: our CPU kernel; N >= 64: W dequantised to float32 for the call + at::linear.
+// The row thresholds come from bench/bench_linear.cc (BENCHMARKS.md, issue 9, session 7): the kernels read
+// the weights once per 4 rows and win for decode steps; the float GEMM wins for prefill chunks.
+// int8/int4 are CPU-only here: Make* return INVALID_ARGUMENT for a CUDA device.
 #pragma once
 
 #include <cstdint>
@@ -35,9 +32,8 @@ const char* WeightFormatName(WeightFormat f);  // the flag spelling; "f16" for k
 
 constexpr int64_t kInt4GroupSize = 32;
 
-// An int4 weight before packing, in the kernel's own form: W[n, k] = scale[n, k/32] * (q[n, k] - 8)
-// + zero[n, k/32]. q uint8 [out, in] (values 0..15), scale and zero float32 [out, in/32] (rounded to bf16
-// when packed).
+// An int4 weight before packing: W[n, k] = scale[n, k/32] * (q[n, k] - 8) + zero[n, k/32]. q uint8
+// [out, in] (values 0..15), scale and zero float32 [out, in/32] (rounded to bf16 when packed).
 struct Int4Groups {
   at::Tensor q, scale, zero;
 };
@@ -70,8 +66,8 @@ class LinearWeight {
  private:
   WeightFormat format_ = WeightFormat::kF32;
   int64_t out_ = 0, in_ = 0;
-  at::Tensor w_;       // dense [out, in] | int8 [out, in] | int4 packed (opaque, padded out)
-  at::Tensor scales_;  // int8: bf16 [out] | int4: bf16 [in/32, out_padded, 2] (scale, zero)
+  at::Tensor w_;       // dense [out, in] | int8 [out, in] | int4 uint8 [out, in/2] (two codes a byte)
+  at::Tensor scales_;  // int8: bf16 [out] | int4: bf16 [out, in/32, 2] (scale, zero)
   at::Tensor bias_;    // [out] in the dense dtype, float32 for int8/int4; may be undefined
 };
 
