@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   } else {  // as the server's engine thread: a thread of its own, the intra-op thread count set on it
     const int intra_op_threads = at::get_num_threads();
     std::thread([&] {
-      at::set_num_threads(intra_op_threads);
+      UseIntraOpThreads(intra_op_threads);
       run_all();
     }).join();
   }

@@ -371,6 +371,7 @@ int Run(sigset_t signals) {
     Log(absl::StrCat("cannot load model: ", rt.status().ToString()));
     return 1;
   }
+  UseIntraOpThreads(1);  // the engine thread computes; this one only sets up (core/runtime/runtime.h)
   Log(absl::StrCat("model loaded: ", (*rt)->model_path, " (", (*rt)->config.arch, ", ", (*rt)->config.num_layers,
                    " layers, weights ", (*rt)->model->WeightFormatSummary(),
                    (*rt)->adapter_id.empty() ? "" : ", adapter " + (*rt)->adapter_id, ")"));

@@ -55,6 +55,9 @@ EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<Runtime> rt)
 EngineImpl::~EngineImpl() { (void)Shutdown(/*drain=*/false); }
 
 absl::Status EngineImpl::Start() {
+  // The creating thread hands its intra-op threads to the engine thread (Loop): a second OpenMP pool in
+  // the process would make every pool sleep between parallel regions (core/runtime/runtime.h).
+  UseIntraOpThreads(1);
   const CausalLM& m = *rt_->model;
   SnapshotBinding b;
   b.model_id = rt_->model_id;

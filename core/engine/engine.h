@@ -55,7 +55,9 @@ struct EngineConfig {
 
 class Engine {
  public:
-  // Takes ownership of the runtime; starts the engine thread; loads sessions found in session_dir.
+  // Takes ownership of the runtime; starts the engine thread; loads sessions found in session_dir. The engine
+  // thread computes with rt->intra_op_threads intra-op threads and the calling thread is left with one
+  // (UseIntraOpThreads, core/runtime/runtime.h).
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineConfig& config, std::unique_ptr<Runtime> rt);
   virtual ~Engine() = default;
 

@@ -93,6 +93,7 @@ void EngineImpl::ExpireAndCancel() {
 }
 
 void EngineImpl::Loop() {
+  UseIntraOpThreads(rt_->intra_op_threads);  // the one thread that computes with intra-op threads (runtime.h)
   while (Intake()) {
     ExpireAndCancel();
     std::vector<SchedItem> items;

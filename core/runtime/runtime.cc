@@ -103,17 +103,51 @@ SnapshotBinding BindingFor(const Runtime& rt) {
   return b;
 }
 
+void UseIntraOpThreads(int n) {
+  n = std::max(1, n);
+  // LibTorch sets a thread's OpenMP count to its process default on the thread's first parallel call (a
+  // per-thread "lazy init", one copy in LibTorch and one in this binary): run both now, so neither resets
+  // the count chosen here later.
+  at::internal::lazy_init_num_threads();
+  (void)at::get_num_threads();
+  at::set_num_threads(n);  // this thread's OpenMP and MKL thread counts
+  // at::set_num_threads also made n the process default that every other thread picks up on its first
+  // parallel call: put it back to 1 from a throwaway thread (which never runs a parallel region).
+  std::thread([] { at::set_num_threads(1); }).join();
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<Runtime>> LoadOnThisThread(const LoadOptions& opt, int threads);
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
+  const int threads =
+      std::max(1, opt.threads > 0 ? opt.threads : static_cast<int>(std::thread::hardware_concurrency()));
+  KeepBlasSingleThreaded();
+  // Loading runs on a thread of its own with `threads` intra-op threads: its OpenMP pool ends with it, so the
+  // only pool left is the one of the thread that runs the model (the caller here; titand's engine thread).
+  absl::StatusOr<std::unique_ptr<Runtime>> rt;
+  std::thread([&] {
+    UseIntraOpThreads(threads);
+    rt = LoadOnThisThread(opt, threads);
+  }).join();
+  UseIntraOpThreads(threads);
+  return rt;
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<Runtime>> LoadOnThisThread(const LoadOptions& opt, int threads) {
   auto rt = std::make_unique<Runtime>();
+  rt->intra_op_threads = threads;
   rt->model_path = ResolveModelPath(opt.model);
   if (!Exists(rt->model_path)) return absl::NotFoundError(absl::StrCat("model not found: ", rt->model_path));
   ModelOptions mo;
   ASSIGN_OR_RETURN(mo.device, ParseDevice(opt.device));
   ASSIGN_OR_RETURN(mo.dtype, ParseDtype(opt.dtype, mo.device));
   ASSIGN_OR_RETURN(mo.weights, ParseWeightFormat(opt.weights));
-  const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::thread::hardware_concurrency());
-  KeepBlasSingleThreaded();
-  at::set_num_threads(std::max(1, threads));
 
   std::unique_ptr<WeightSource> weights;
   if (IsDir(rt->model_path)) {
@@ -159,5 +193,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
   }
   return rt;
 }
+
+}  // namespace
 
 }  // namespace titand

@@ -37,7 +37,18 @@ struct Runtime {
   std::string adapter_id;   // identifies the adapter in session snapshots ("" = none)
   std::string model_id;     // identifies the base weights ("<name>@<hex16>", docs/adapter-format.md)
   std::shared_ptr<const TpttAdapter> adapter;  // null for a plain model
+  int intra_op_threads = 1;  // LoadOptions::threads resolved: what the thread running the model should use
 };
+
+// Intra-op threads: LibTorch (and our CPU kernels) split an op across an OpenMP pool, and libgomp keeps one
+// pool per thread that has run a parallel region. Once a process holds more pool threads than CPUs, libgomp
+// stops spin-waiting between regions and puts its workers to sleep and wakes them (a futex) around every
+// region: a decode step has thousands of regions, and running the model on a second thread made one stream
+// 2.7x slower on 2 cores (BENCHMARKS.md, issue 9, session 7). So one thread computes with n intra-op threads
+// and every other thread runs LibTorch serially: UseIntraOpThreads(n) gives the calling thread n (OpenMP
+// and MKL) and sets the process default back to 1. LoadRuntime loads on a thread of its own (whose pool ends
+// with it) and then calls it for its caller; a server calls it on the thread that runs the model.
+void UseIntraOpThreads(int n);
 
 // Host memory of forward steps is kept for reuse instead of being returned to the kernel after every
 // step (glibc only; process-wide; LoadRuntime calls it): blocks below 32 MiB come from the heap and up to
@@ -48,6 +59,10 @@ void RetainStepMemory();
 
 // Resolves aliases of bundled models ($TITAND_MODELS_DIR, else <repo>/models next to the binary).
 std::string ResolveModelPath(const std::string& model);
+// Loads the model (on a thread of its own, with options.threads intra-op threads) and gives the calling
+// thread options.threads intra-op threads (UseIntraOpThreads). Errors: NOT_FOUND (no such model file),
+// FAILED_PRECONDITION (an adapter made for another base model), and what the GGUF / safetensors / adapter
+// readers return for malformed files, bad flags or mismatched shapes.
 absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& options);
 // What a session snapshot made by this runtime is bound to (model, adapter, shapes, dtype).
 SnapshotBinding BindingFor(const Runtime& rt);
