@@ -1,7 +1,5 @@
 #include "core/model/ops.h"
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -13,8 +11,9 @@ namespace {
 // float32 on the CPU: one call instead of LibTorch's (at::rms_norm took ~12 us for one 576-wide decode
 // row, 34 us under the op profiler; RmsNormNoWeight's pow/mean/rsqrt/mul chain was ~7 dispatches; this
 // takes ~1 us; BENCHMARKS.md, issue 9 session 6): per row, the mean of squares
-// accumulated in double, then y = (x * inv_rms) * w in float, rows in parallel. Each row is computed the
-// same way whatever the batch, so a sequence normalises identically alone and in a batch.
+// accumulated in double, then y = (x * inv_rms) * w in float, on the calling thread (splitting rows across
+// the intra-op pool measured ~10% slower f32 decode: the rows are too short, session 7). Each row is computed
+// the same way whatever the batch, so a sequence normalises identically alone and in a batch.
 bool UseRowKernel(const at::Tensor& x, const at::Tensor* weight) {
   if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || x.dim() < 1 || x.size(-1) == 0) return false;
   return weight == nullptr ||
@@ -30,26 +29,24 @@ at::Tensor RmsNormRows(const at::Tensor& x, const at::Tensor* weight, double eps
   const float* xp = xc.data_ptr<float>();
   const float* wp = weight ? wc.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
-  at::parallel_for(0, rows, /*grain_size=*/std::max<int64_t>(1, 16384 / d), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* in = xp + r * d;
-      float* out = yp + r * d;
-      // Four partial sums (a fixed order for every row): the adds are not one serial dependency chain.
-      double part[4] = {0, 0, 0, 0};
-      int64_t i = 0;
-      for (; i + 4 <= d; i += 4) {
-        for (int j = 0; j < 4; ++j) part[j] += static_cast<double>(in[i + j]) * in[i + j];
-      }
-      for (; i < d; ++i) part[0] += static_cast<double>(in[i]) * in[i];
-      const double ss = (part[0] + part[1]) + (part[2] + part[3]);
-      const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
-      if (wp) {
-        for (int64_t k = 0; k < d; ++k) out[k] = (in[k] * inv) * wp[k];
-      } else {
-        for (int64_t k = 0; k < d; ++k) out[k] = in[k] * inv;
-      }
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = xp + r * d;
+    float* out = yp + r * d;
+    // Four partial sums (a fixed order for every row): the adds are not one serial dependency chain.
+    double part[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= d; i += 4) {
+      for (int j = 0; j < 4; ++j) part[j] += static_cast<double>(in[i + j]) * in[i + j];
     }
-  });
+    for (; i < d; ++i) part[0] += static_cast<double>(in[i]) * in[i];
+    const double ss = (part[0] + part[1]) + (part[2] + part[3]);
+    const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
+    if (wp) {
+      for (int64_t k = 0; k < d; ++k) out[k] = (in[k] * inv) * wp[k];
+    } else {
+      for (int64_t k = 0; k < d; ++k) out[k] = in[k] * inv;
+    }
+  }
   return y;
 }
 
