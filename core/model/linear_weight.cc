@@ -9,10 +9,12 @@ namespace {
 
 // Where the weight-only kernels (core/model/quant_matmul.h) stop and "dequantise W to float32 for the call +
 // float GEMM" takes over. Measured with bench/bench_linear.cc on the 2-core AVX2 VM (BENCHMARKS.md, issue 9,
-// session 7): the kernels cost ~0.5x the float GEMM for one row and about the same from ~12 (int4) / ~48
-// (int8: its dequantised copy is 4x the int8 bytes, so the GEMM path pays more) input rows on.
-constexpr int64_t kInt4KernelMaxRows = 16;
-constexpr int64_t kInt8DenseFromRows = 64;
+// session 7): for one row the kernels cost 0.3-0.8x the float GEMM (whose float weights we do not even hold);
+// each further row costs them more than the GEMM, so int4 switches after 8 rows. int8 stays on its kernel
+// longer: its float copy is 4x the int8 bytes, and for the 49,152-row LM head the copy alone costs more
+// than the kernel (64 rows: 279 ms dense vs ~116 ms).
+constexpr int64_t kInt4KernelMaxRows = 8;
+constexpr int64_t kInt8DenseFromRows = 128;
 
 absl::Status CpuOnly(at::Device dev, const char* what) {
   if (dev.is_cpu()) return absl::OkStatus();

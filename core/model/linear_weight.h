@@ -4,9 +4,9 @@
 //   int4   group-wise asymmetric, groups of 32 along `in`: W[n, k] = scale[n, g] * (q[n, k] - 8) + zero[n, g]
 //          with g = k / 32, q in 0..15, scale and zero bf16, two codes a byte (core/model/quant_matmul.h).
 // How Forward multiplies (x float32/bfloat16/float16 [N, in], computed in float32, returned in x's dtype):
-//   int4, N <= 16: our CPU kernel (quant_matmul.h: activations as int16 per block of 32, exact integer dot
-//          products, float32 accumulation); N > 16: W dequantised to float32 for the call + at::linear;
-//   int8, N < 64: our CPU kernel; N >= 64: W dequantised to float32 for the call + at::linear.
+//   int4, N <= 8: our CPU kernel (quant_matmul.h: activations as int16 per block of 32, exact integer dot
+//          products, float32 accumulation); N > 8: W dequantised to float32 for the call + at::linear;
+//   int8, N < 128: our CPU kernel; N >= 128: W dequantised to float32 for the call + at::linear.
 // The row thresholds come from bench/bench_linear.cc (BENCHMARKS.md, issue 9, session 7): the kernels read
 // the weights once per 4 rows and win for decode steps; the float GEMM wins for prefill chunks.
 // int8/int4 are CPU-only here: Make* return INVALID_ARGUMENT for a CUDA device.
