@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -53,16 +54,21 @@ QuantizedRows QuantizeRows(const float* x, int64_t m, int64_t in) {
       const int64_t k0 = b * kBlock, len = std::min<int64_t>(kBlock, in - k0);
       const float* p = x + row * in + k0;
       float amax = 0.0f, s[4] = {0, 0, 0, 0};
+      bool nan = false;
       for (int64_t j = 0; j < len; ++j) {
         amax = std::max(amax, std::fabs(p[j]));
         s[j & 3] += p[j];
+        nan |= std::isnan(p[j]);
       }
-      const float dx = amax / kQMax, inv = amax > 0.0f ? kQMax / amax : 0.0f;
+      const float inv = amax > 0.0f ? kQMax / amax : 0.0f;
       int16_t* o = r.q.data() + (row * r.blocks + b) * kBlock;
       for (int64_t j = 0; j < len; ++j) {
-        o[j] = static_cast<int16_t>(std::clamp(std::nearbyint(p[j] * inv), -kQMax, kQMax));
+        const float v = p[j] * inv;  // NaN (a NaN input, or inf * 0) gets code 0; the scale carries it
+        o[j] = std::isnan(v) ? 0 : static_cast<int16_t>(std::clamp(std::nearbyint(v), -kQMax, kQMax));
       }
-      r.scale[row * r.blocks + b] = dx;
+      // A NaN or infinite activation makes the block's scale NaN / inf, so the outputs it feeds are not
+      // finite, as in float arithmetic (never a silently finite result).
+      r.scale[row * r.blocks + b] = nan ? std::numeric_limits<float>::quiet_NaN() : amax / kQMax;
       r.sum[row * r.blocks + b] = (s[0] + s[1]) + (s[2] + s[3]);
     }
   }

@@ -7,7 +7,8 @@
 //   int8  per output channel: W[n, k] = scale[n] * q[n, k]; q int8 [out, in], scale bfloat16 bits [out].
 // Activations are quantised per row and block of 32 to int16:
 //   dx = max|x_block| / 32767, xq = round-half-even(x / dx) in [-32767, 32767],
-// so each activation is off by at most dx / 2 (1/65534 of its block's largest magnitude: finer than the
+// (a block with a NaN gets dx = NaN, one with an infinity dx = inf: its outputs are not finite, as in float
+// arithmetic), so each activation is off by at most dx / 2 (1/65534 of its block's largest magnitude: finer than the
 // bfloat16 activations LibTorch's kernels take), which bounds the error (tests/unit/model/
 // quant_matmul_test.cc). Per block the integer dot products are exact (_mm256_madd_epi16), then
 //   int4: y = sum_g scale * dx * sum_k q xq + (zero - 8 scale) * sum_k x   (the float sum of the block)

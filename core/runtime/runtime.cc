@@ -11,6 +11,7 @@
 
 #include <ATen/Parallel.h>
 #include <cstdlib>
+#include <exception>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -131,7 +132,11 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
   absl::StatusOr<std::unique_ptr<Runtime>> rt;
   std::thread([&] {
     UseIntraOpThreads(threads);
-    rt = LoadOnThisThread(opt, threads);
+    try {  // an exception must not escape a thread (std::terminate): a LibTorch error becomes a status
+      rt = LoadOnThisThread(opt, threads);
+    } catch (const std::exception& e) {
+      rt = absl::InvalidArgumentError(absl::StrCat("cannot load ", opt.model, ": ", e.what()));
+    }
   }).join();
   UseIntraOpThreads(threads);
   return rt;

@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace titand {
@@ -176,6 +177,24 @@ TEST(QuantMatmulPathsTest, PortableAndAvx2GiveIdenticalBits) {
   Int4DequantizeCpu(c.codes.data(), c.sz.data(), 33, 160, w_portable.data_ptr<float>());
   UsePortableQuantKernels(false);
   EXPECT_TRUE(at::equal(w, w_portable));
+}
+
+TEST_P(QuantMatmulTest, NonFiniteActivationsGiveNonFiniteOutputs) {
+  Int4Case c = MakeInt4(8, 64, 10);
+  at::Tensor q8 = at::randint(-127, 128, {8, 64}, at::kChar);
+  std::vector<uint16_t> s8(8, Bf16Bits(0.01f));
+  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    at::Tensor x = at::randn({3, 64});
+    x[1][40] = bad;  // row 1, second block
+    at::Tensor y4 = at::empty({3, 8}), y8 = at::empty({3, 8});
+    Int4MatmulCpu(x.data_ptr<float>(), 3, 64, c.codes.data(), c.sz.data(), 8, y4.data_ptr<float>());
+    Int8MatmulCpu(x.data_ptr<float>(), 3, 64, q8.data_ptr<int8_t>(), s8.data(), 8, y8.data_ptr<float>());
+    for (const at::Tensor& y : {y4, y8}) {
+      EXPECT_FALSE(at::isfinite(y[1]).any().item<bool>()) << bad;      // the row that holds it
+      EXPECT_TRUE(at::isfinite(y[0]).all().item<bool>()) << bad;       // its neighbours in the batch do not
+      EXPECT_TRUE(at::isfinite(y[2]).all().item<bool>()) << bad;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, QuantMatmulTest, ::testing::Values(false, true),
