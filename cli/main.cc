@@ -5,11 +5,13 @@
 //   info     --model M                                               -> JSON
 // Common: --dtype auto|float32|bfloat16|float16, --weights dtype|auto|f32|bf16|int8|int4, --device auto|cpu|cuda[:N], --threads N, --tptt DIR, --session FILE.
 // Errors: one line on stderr, exit status 1 (2 for usage errors).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -103,6 +105,16 @@ int main(int argc, char** argv) {
   if (absl::Status w = titand::ParseWeightFormat(args->Get("weights", "dtype")).status(); !w.ok()) {
     std::cerr << "titan-run: error: --weights: " << w.message() << "\n" << kUsage;
     return 2;
+  }
+  {  // as titand: 0 = all cores, more threads than cores never help (and oversubscribe OpenMP)
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    auto threads = args->GetInt("threads");
+    if (!threads.ok() || (*threads && (**threads < 0 || **threads > cores))) {
+      std::cerr << "titan-run: error: --threads: "
+                << (threads.ok() ? absl::StrCat(**threads, " outside [0, ", cores, "]") : std::string(threads.status().message()))
+                << "\n" << kUsage;
+      return 2;
+    }
   }
   absl::Status st;
   if (cmd == "generate") {
