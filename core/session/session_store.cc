@@ -117,7 +117,8 @@ absl::Status SessionStore::Unreadable(const std::string& id, Entry& e, const abs
   const absl::StatusCode code =
       why.code() == absl::StatusCode::kInvalidArgument ? absl::StatusCode::kDataLoss : why.code();
   // The codec names in-memory bytes "snapshot" (core/session/snapshot.h): not twice in one message.
-  if (absl::StartsWith(detail, ": snapshot: ")) detail.remove_prefix(10);
+  constexpr absl::string_view kCodecPrefix = ": snapshot";  // drop it, keep the ": " that follows
+  if (absl::StartsWith(detail, ": snapshot: ")) detail.remove_prefix(kCodecPrefix.size());
   e.error = absl::Status(code, absl::StrCat("session ", id, ": unreadable snapshot", detail));
   ++counters_.disk_read_errors;
   LogDiskError(e.error);

@@ -2,7 +2,6 @@
 // Every function here runs with mu_ held (the public ones take it). Durability rules: session_store.h.
 #include <sys/stat.h>
 
-
 #include "absl/strings/str_cat.h"
 #include "core/common/status.h"
 #include "core/session/session_store.h"
