@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/common/status.h"
+#include "core/model/hybrid_decode_cpu.h"
 #include "core/model/hybrid_layer.h"
 #include "core/model/ops.h"
 #include "core/model/sink_attention.h"
@@ -287,9 +288,16 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
       memories[b] = &states[b]->memory;
     }
     auto rows = [&](const at::Tensor& t) { return t.narrow(0, 0, B); };
-    at::Tensor o = WindowAttentionDecode(states, positions, rows(q), rows(q_rot), rows(k_rot), rows(v),
-                                         {*windows_[li], sinks_[li]}, inv_freq_, scale, options_.attention);
-    if (hybrid != nullptr) o = hybrid->MixDecode(rows(h), rows(q), rows(k), rows(v), o, memories);
+    const SinkWindow sw{*windows_[li], sinks_[li]};
+    at::Tensor o;
+    if (options_.attention == AttentionImpl::kSdpa && FusedDecodeSupported(states, q_rot, hybrid)) {
+      o = FusedWindowDecodeCpu(states, positions, rows(h), rows(q), rows(q_rot), rows(k), rows(k_rot), rows(v), sw,
+                               inv_freq_, scale, hybrid);
+    } else {
+      o = WindowAttentionDecode(states, positions, rows(q), rows(q_rot), rows(k_rot), rows(v), sw, inv_freq_, scale,
+                                options_.attention);
+      if (hybrid != nullptr) o = hybrid->MixDecode(rows(h), rows(q), rows(k), rows(v), o, memories);
+    }
     outs.push_back(o);
     first = static_cast<size_t>(B);
   }

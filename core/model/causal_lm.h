@@ -28,7 +28,9 @@ namespace titand {
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;  // weights + activations: kFloat, kBFloat16 or kHalf (memory S is fp32)
   at::Device device = at::kCPU;       // where weights, states and activations live
-  AttentionImpl attention = AttentionImpl::kSdpa;  // softmax attention: fused SDPA, or the exact reference
+  // Attention: the fast kernels (SDPA; on the CPU in float32 the fused decode step of windowed layers,
+  // core/model/hybrid_decode_cpu.h), or kReference: LibTorch's exact step by step path (what tests compare with).
+  AttentionImpl attention = AttentionImpl::kSdpa;
   // Storage of the linear weights and the embedding table (core/model/weight_loader.h): kDtype = dense
   // `dtype`; kAuto keeps a GGUF tensor's precision class on CPU (Q4 -> int4, Q8_0 -> int8, floats -> dtype).
   WeightFormat weights = WeightFormat::kDtype;

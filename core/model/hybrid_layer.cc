@@ -51,6 +51,20 @@ at::Tensor HybridLayer::Mix(const at::Tensor& x, const at::Tensor& q, const at::
   return ((1 - mu) * o_s + mu * o_l).reshape({T, H * D});
 }
 
+std::pair<at::Tensor, at::Tensor> HybridLayer::DecodeGates(const at::Tensor& x) const {
+  const int64_t H = p_.num_heads;
+  at::Tensor beta, alpha;
+  if (w_ba_.defined()) {
+    at::Tensor ba = at::sigmoid(at::linear(x.to(at::kFloat), w_ba_, c_ba_));
+    beta = ba.narrow(1, 0, H);
+    alpha = ba.narrow(1, H, H);
+  } else {
+    if (UsesBeta(p_.op)) beta = Gate(x, p_.w_b, p_.c_b, p_.const_b);
+    if (UsesAlpha(p_.op)) alpha = Gate(x, p_.w_a, p_.c_a, p_.const_a);
+  }
+  return {beta, alpha};
+}
+
 at::Tensor HybridLayer::MixDecode(const at::Tensor& x, const at::Tensor& q, const at::Tensor& k,
                                   const at::Tensor& v, const at::Tensor& o_softmax,
                                   const std::vector<at::Tensor*>& memories) const {
@@ -65,15 +79,7 @@ at::Tensor HybridLayer::MixDecode(const at::Tensor& x, const at::Tensor& q, cons
   at::Tensor qh = ApplyFeatureMap(p_.feature_map, q);
   at::Tensor kh = repeat(ApplyFeatureMap(p_.feature_map, k));
   at::Tensor vh = repeat(v);
-  at::Tensor beta, alpha;  // [B, H]
-  if (w_ba_.defined()) {
-    at::Tensor ba = at::sigmoid(at::linear(x.to(at::kFloat), w_ba_, c_ba_));
-    beta = ba.narrow(1, 0, H);
-    alpha = ba.narrow(1, H, H);
-  } else {
-    if (UsesBeta(p_.op)) beta = Gate(x, p_.w_b, p_.c_b, p_.const_b);
-    if (UsesAlpha(p_.op)) alpha = Gate(x, p_.w_a, p_.c_a, p_.const_a);
-  }
+  auto [beta, alpha] = DecodeGates(x);  // [B, H] each
   auto fopt = at::TensorOptions().dtype(at::kFloat).device(x.device());
   for (at::Tensor* m : memories) {
     if (!m->defined()) *m = at::zeros({H, D, D}, fopt);

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -43,6 +44,10 @@ class HybridLayer {
   // place. Equals Mix() run per sequence with T = 1. Returns [B, H*D].
   at::Tensor MixDecode(const at::Tensor& x, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        const at::Tensor& o_softmax, const std::vector<at::Tensor*>& memories) const;
+
+  // The write strength b and decay a of B decode rows, x [B, hidden]: [B, H] fp32 each (strided views of one
+  // [B, 2H] result when both are learned); undefined when the operator does not read them.
+  std::pair<at::Tensor, at::Tensor> DecodeGates(const at::Tensor& x) const;
 
   // The linear branch alone, [T, H*D] (before the mix): for tests and diagnostics.
   at::Tensor LinearBranch(const at::Tensor& x, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

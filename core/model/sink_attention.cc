@@ -88,6 +88,46 @@ at::Tensor SinkWindowAttention(LayerState& st, const at::Tensor& q, const at::Te
 
 namespace titand {
 
+DecodeEntry PrepareDecodeEntry(LayerState& st, int64_t index, int64_t position, const SinkWindow& sw,
+                               int64_t kv_heads, int64_t head_dim, const at::TensorOptions& k_options,
+                               const at::TensorOptions& v_options) {
+  const int64_t cap = sw.sinks + sw.window;  // a full cache plus the new entry: every slot of the ring layout
+  TORCH_CHECK(st.len == SinkWindowCacheLen(sw, position), "WindowAttentionDecode: sequence ", index, " holds ",
+              st.len, " entries at position ", position, ", expected ", SinkWindowCacheLen(sw, position));
+  if (!st.in_order()) {
+    TORCH_CHECK(st.k.size(1) == cap && st.ring_base == sw.sinks && st.ring_next >= 0 && st.ring_next < sw.window,
+                "WindowAttentionDecode: sequence ", index, "'s ring layout does not fit window ", sw.window, " + ",
+                sw.sinks, " sinks");
+    return {st.ring_base + st.ring_next, cap};
+  }
+  const int64_t have = st.k.defined() ? st.k.size(1) : 0;
+  if (have <= st.len || have > cap) {
+    const int64_t want = cap <= kWholeWindowUpTo ? cap : std::min(cap, std::max<int64_t>({2 * have, st.len + 1, 16}));
+    at::Tensor k2 = at::zeros({kv_heads, want, head_dim}, k_options);  // zeros: masked slots meet probs of 0
+    at::Tensor v2 = at::zeros({kv_heads, want, head_dim}, v_options);
+    if (st.len > 0) {
+      k2.narrow(1, 0, st.len).copy_(st.k.narrow(1, 0, st.len));
+      v2.narrow(1, 0, st.len).copy_(st.v.narrow(1, 0, st.len));
+    }
+    st.k = k2;
+    st.v = v2;
+  }
+  return {st.len, st.len + 1};
+}
+
+void AdvanceDecodeEntry(LayerState& st, const SinkWindow& sw) {
+  // The oldest window entry of a cache that just became full (slot N_s) leaves the window at the next step:
+  // the ring starts there; a ring moves its stale slot on.
+  if (!st.in_order()) {
+    st.ring_next = (st.ring_next + 1) % sw.window;
+  } else if (st.len + 1 == sw.sinks + sw.window) {
+    st.ring_base = sw.sinks;
+    st.ring_next = 0;
+  } else {
+    st.len += 1;
+  }
+}
+
 at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const std::vector<int64_t>& positions,
                                  const at::Tensor& q, const at::Tensor& q_rot, const at::Tensor& k_rot,
                                  const at::Tensor& v, const SinkWindow& sw, const at::Tensor& inv_freq, double scale,
@@ -97,37 +137,14 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
   TORCH_CHECK(static_cast<int64_t>(states.size()) == B && static_cast<int64_t>(positions.size()) == B,
               "WindowAttentionDecode: ", states.size(), " states and ", positions.size(), " positions for ", B,
               " rows");
-  const int64_t cap = sw.sinks + sw.window;  // a full cache plus the new entry: every slot of the ring layout
   // 1. Room for the new entry in each sequence's own cache, the slot it goes to, the slots its query sees.
   std::vector<int64_t> slot(B), seen(B);
   bool same_shape = true;
   for (int64_t b = 0; b < B; ++b) {
-    LayerState& st = *states[b];
-    TORCH_CHECK(st.len == SinkWindowCacheLen(sw, positions[b]), "WindowAttentionDecode: sequence ", b, " holds ",
-                st.len, " entries at position ", positions[b], ", expected ", SinkWindowCacheLen(sw, positions[b]));
-    if (st.in_order()) {
-      const int64_t have = st.k.defined() ? st.k.size(1) : 0;
-      if (have <= st.len || have > cap) {
-        const int64_t want = cap <= kWholeWindowUpTo ? cap : std::min(cap, std::max<int64_t>({2 * have, st.len + 1, 16}));
-        at::Tensor k2 = at::zeros({Hkv, want, D}, k_rot.options());  // zeros: masked slots meet probs of 0
-        at::Tensor v2 = at::zeros({Hkv, want, D}, v.options());
-        if (st.len > 0) {
-          k2.narrow(1, 0, st.len).copy_(st.k.narrow(1, 0, st.len));
-          v2.narrow(1, 0, st.len).copy_(st.v.narrow(1, 0, st.len));
-        }
-        st.k = k2;
-        st.v = v2;
-      }
-      slot[b] = st.len;
-      seen[b] = st.len + 1;
-    } else {
-      TORCH_CHECK(st.k.size(1) == cap && st.ring_base == sw.sinks && st.ring_next >= 0 && st.ring_next < sw.window,
-                  "WindowAttentionDecode: sequence ", b, "'s ring layout does not fit window ", sw.window, " + ",
-                  sw.sinks, " sinks");
-      slot[b] = st.ring_base + st.ring_next;
-      seen[b] = cap;
-    }
-    if (st.k.sizes() != states[0]->k.sizes()) same_shape = false;
+    const DecodeEntry e = PrepareDecodeEntry(*states[b], b, positions[b], sw, Hkv, D, k_rot.options(), v.options());
+    slot[b] = e.slot;
+    seen[b] = e.seen;
+    if (states[b]->k.sizes() != states[0]->k.sizes()) same_shape = false;
   }
   // 2. The batch's keys/values K, V [N, Hkv, S, D] with the new entries written in place: the caches
   // themselves when they have one shape (rows of one block, core/model/batch_rows.h: the previous step's
@@ -219,19 +236,8 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
     out = at::matmul(probs, V).reshape({N, H * D});  // [N, Hkv, G, D]
   }
   if (!identity) out = out.index_select(0, rows_t);
-  // 4. Advance: a cache that just became full switches to the ring layout (its oldest window entry, at
-  // slot N_s, leaves the window at the next step); a ring moves its stale slot on.
-  for (int64_t b = 0; b < B; ++b) {
-    LayerState& st = *states[b];
-    if (!st.in_order()) {
-      st.ring_next = (st.ring_next + 1) % sw.window;
-    } else if (st.len + 1 == cap) {
-      st.ring_base = sw.sinks;
-      st.ring_next = 0;
-    } else {
-      st.len += 1;
-    }
-  }
+  // 4. Advance (a cache that just became full switches to the ring layout).
+  for (int64_t b = 0; b < B; ++b) AdvanceDecodeEntry(*states[b], sw);
   return out;
 }
 

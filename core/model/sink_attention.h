@@ -62,4 +62,21 @@ at::Tensor WindowAttentionDecode(const std::vector<LayerState*>& states, const s
                                  const at::Tensor& v, const SinkWindow& sw, const at::Tensor& inv_freq, double scale,
                                  AttentionImpl impl);
 
+// The two per-sequence halves of a decode step over such a cache, shared by WindowAttentionDecode and the
+// fused CPU step (core/model/hybrid_decode_cpu.h).
+struct DecodeEntry {
+  int64_t slot;  // the cache slot the new key/value goes to
+  int64_t seen;  // the new query sees slots [0, seen) once it is written (all of them in the ring layout)
+};
+// Before the step: checks that `st` holds the entries its `position` implies (c10::Error naming sequence
+// `index` if not) and makes room for one more entry: an in-order cache without a free slot is reallocated
+// ([kv_heads, capacity, head_dim] zeros, entries copied; whole N_s + W slots when that is <= 1024, else
+// doubling); a ring has room by construction.
+DecodeEntry PrepareDecodeEntry(LayerState& st, int64_t index, int64_t position, const SinkWindow& sw,
+                               int64_t kv_heads, int64_t head_dim, const at::TensorOptions& k_options,
+                               const at::TensorOptions& v_options);
+// After the step (the new entry written at its slot): len grows by one; a cache that just became full
+// switches to the ring layout; a ring moves its stale slot on.
+void AdvanceDecodeEntry(LayerState& st, const SinkWindow& sw);
+
 }  // namespace titand

@@ -193,50 +193,57 @@ TEST(DecodeRing, BatchChangesKeepEverySequenceEqualToItselfAlone) {
 }
 
 // A state in the ring layout forks (entries in order, own storage), compacts (own storage, layout and
-// values kept) and normalizes; each copy continues exactly like the original.
+// values kept) and normalizes; each copy continues exactly like the original. The reference path keeps the
+// batch's caches as rows of one block; the fused CPU step (kSdpa) writes each sequence's own tensors.
 TEST(DecodeRing, ForkCompactAndNormalizeContinueLikeTheOriginal) {
-  auto m = MakeHybrid(kSinks, AttentionImpl::kSdpa);
-  auto ids = Tokens(30, 9);
-  std::vector<SequenceState> st = {m->NewState(), m->NewState()};
-  std::vector<std::vector<int32_t>> seqs = {ids, Tokens(30, 10)};
-  std::vector<size_t> fed = {0, 0};
-  std::vector<at::Tensor> rows = {at::empty({0, 97}), at::empty({0, 97})};
-  for (int k = 0; k < 16; ++k) DecodeStep(*m, {0, 1}, seqs, st, fed, rows);
-  const LayerState& l0 = st[0].layers[0];
-  ASSERT_FALSE(l0.in_order());
-  ASSERT_TRUE(SharesLargerStorage(l0.k));  // a row of the two-sequence block
-  auto [k_before, v_before] = l0.OrderedKv();
-  ASSERT_EQ(k_before.size(1), l0.len);
+  for (AttentionImpl impl : {AttentionImpl::kReference, AttentionImpl::kSdpa}) {
+    SCOPED_TRACE(::testing::Message() << "impl " << static_cast<int>(impl));
+    auto m = MakeHybrid(kSinks, impl);
+    auto ids = Tokens(30, 9);
+    std::vector<SequenceState> st = {m->NewState(), m->NewState()};
+    std::vector<std::vector<int32_t>> seqs = {ids, Tokens(30, 10)};
+    std::vector<size_t> fed = {0, 0};
+    std::vector<at::Tensor> rows = {at::empty({0, 97}), at::empty({0, 97})};
+    for (int k = 0; k < 16; ++k) DecodeStep(*m, {0, 1}, seqs, st, fed, rows);
+    const LayerState& l0 = st[0].layers[0];
+    ASSERT_FALSE(l0.in_order());
+    if (impl == AttentionImpl::kReference) {
+      ASSERT_TRUE(SharesLargerStorage(l0.k));  // a row of the two-sequence block
+    }
+    auto [k_before, v_before] = l0.OrderedKv();
+    ASSERT_EQ(k_before.size(1), l0.len);
 
-  SequenceState fork = st[0].Fork();
-  EXPECT_TRUE(fork.layers[0].in_order());
-  EXPECT_FALSE(SharesLargerStorage(fork.layers[0].k));
-  EXPECT_TRUE(at::equal(fork.layers[0].k, k_before));
-  st[0].Compact();
-  EXPECT_FALSE(st[0].layers[0].in_order());  // layout kept
-  EXPECT_FALSE(SharesLargerStorage(st[0].layers[0].k));
-  EXPECT_FALSE(SharesLargerStorage(st[0].layers[1].memory));
-  EXPECT_TRUE(at::equal(st[0].layers[0].OrderedKv().first, k_before));
-  EXPECT_TRUE(at::equal(st[0].layers[0].OrderedKv().second, v_before));
-  SequenceState compacted = st[0].Fork();
-  compacted.layers[0].Normalize();
-  EXPECT_EQ(compacted.layers[0].k.size(1), compacted.layers[0].len);
+    SequenceState fork = st[0].Fork();
+    EXPECT_TRUE(fork.layers[0].in_order());
+    EXPECT_FALSE(SharesLargerStorage(fork.layers[0].k));
+    EXPECT_TRUE(at::equal(fork.layers[0].k, k_before));
+    st[0].Compact();
+    EXPECT_FALSE(st[0].layers[0].in_order());  // layout kept
+    EXPECT_FALSE(SharesLargerStorage(st[0].layers[0].k));
+    EXPECT_FALSE(SharesLargerStorage(st[0].layers[1].memory));
+    EXPECT_TRUE(at::equal(st[0].layers[0].OrderedKv().first, k_before));
+    EXPECT_TRUE(at::equal(st[0].layers[0].OrderedKv().second, v_before));
+    SequenceState compacted = st[0].Fork();
+    compacted.layers[0].Normalize();
+    EXPECT_EQ(compacted.layers[0].k.size(1), compacted.layers[0].len);
 
-  // The original (ring, compacted), its fork (in order) and the sequence alone see the same next tokens.
-  std::vector<at::Tensor> a = {rows[0], at::empty({0, 97})};
-  std::vector<SequenceState> pair = {std::move(fork), std::move(compacted)};
-  std::vector<std::vector<int32_t>> same = {ids, ids};
-  std::vector<size_t> pos = {fed[0], fed[0]};
-  std::vector<at::Tensor> fork_rows = {at::empty({0, 97}), at::empty({0, 97})};
-  for (int k = 0; k < 8; ++k) {
-    DecodeStep(*m, {0}, seqs, st, fed, rows);
-    DecodeStep(*m, {0, 1}, same, pair, pos, fork_rows);
+    // The original (ring, compacted), its fork (in order) and the sequence alone see the same next tokens.
+    std::vector<at::Tensor> a = {rows[0], at::empty({0, 97})};
+    std::vector<SequenceState> pair = {std::move(fork), std::move(compacted)};
+    std::vector<std::vector<int32_t>> same = {ids, ids};
+    std::vector<size_t> pos = {fed[0], fed[0]};
+    std::vector<at::Tensor> fork_rows = {at::empty({0, 97}), at::empty({0, 97})};
+    for (int k = 0; k < 8; ++k) {
+      DecodeStep(*m, {0}, seqs, st, fed, rows);
+      DecodeStep(*m, {0, 1}, same, pair, pos, fork_rows);
+    }
+    at::Tensor alone = RunPieces(*m, std::vector<int32_t>(ids.begin(), ids.begin() + fed[0]), {1000});
+    const int64_t n = fork_rows[0].size(0);
+    // 2e-5: float32 logits of the decode path (fused on the CPU) vs the prefill path, two summation orders.
+    EXPECT_LT(MaxDiff(rows[0].narrow(0, rows[0].size(0) - n, n), alone.narrow(0, alone.size(0) - n, n)), 2e-5);
+    EXPECT_LT(MaxDiff(fork_rows[0], alone.narrow(0, alone.size(0) - n, n)), 2e-5);
+    EXPECT_LT(MaxDiff(fork_rows[1], alone.narrow(0, alone.size(0) - n, n)), 2e-5);
   }
-  at::Tensor alone = RunPieces(*m, std::vector<int32_t>(ids.begin(), ids.begin() + fed[0]), {1000});
-  const int64_t n = fork_rows[0].size(0);
-  EXPECT_LT(MaxDiff(rows[0].narrow(0, rows[0].size(0) - n, n), alone.narrow(0, alone.size(0) - n, n)), 1e-5);
-  EXPECT_LT(MaxDiff(fork_rows[0], alone.narrow(0, alone.size(0) - n, n)), 1e-5);
-  EXPECT_LT(MaxDiff(fork_rows[1], alone.narrow(0, alone.size(0) - n, n)), 1e-5);
 }
 
 // Re-shaping the model (SetHybrid) drops its decode slots; states holding old leases take new slots and
