@@ -258,27 +258,15 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
     q = RmsNorm(q, L.q_norm, c.rms_eps);
     k = RmsNorm(k, L.k_norm, c.rms_eps);
   }
-  at::Tensor q_rot, k_rot;
-  if (c.qk_norm) {
-    q_rot = ApplyRope(q, cos, sin);
-    k_rot = ApplyRope(k, cos, sin);
-  } else {  // q and k are adjacent in qkv: one rotation for both
-    at::Tensor qk_rot = ApplyRope(qkv.narrow(1, 0, (H + Hkv) * D).view({N, H + Hkv, D}), cos, sin);
-    q_rot = qk_rot.narrow(1, 0, H);
-    k_rot = qk_rot.narrow(1, H, Hkv);
-  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   const HybridLayer* hybrid = hybrid_[li].get();
-  std::vector<at::Tensor> outs;
-  outs.reserve(inputs.size());
   // Decode rows (inputs [0, num_decode), one token each, rows 0 .. num_decode-1) of a windowed layer go
   // through one batched step; everything else runs per sequence.
-  size_t first = 0;
-  if (num_decode > 0 && windows_[li]) {
-    const int64_t B = num_decode;
-    std::vector<LayerState*> states(B);
-    std::vector<int64_t> positions(B);
-    std::vector<at::Tensor*> memories(B);
+  const int64_t B = windows_[li] ? num_decode : 0;
+  std::vector<LayerState*> states(B);
+  std::vector<int64_t> positions(B);
+  std::vector<at::Tensor*> memories(B);
+  if (B > 0) {
     if (slotted && slots_->Covers(li)) {  // the states' rows of the decode slots (copied in when elsewhere)
       for (int64_t b = 0; b < B; ++b) slots_->Bind(*inputs[b].state, li);
     }
@@ -287,11 +275,29 @@ at::Tensor CausalLM::AttentionBlock(int64_t li, const at::Tensor& h, const at::T
       positions[b] = inputs[b].state->num_tokens;
       memories[b] = &states[b]->memory;
     }
-    auto rows = [&](const at::Tensor& t) { return t.narrow(0, 0, B); };
+  }
+  // The fused CPU step rotates its own queries and keys: q_rot, k_rot are only needed by the other rows.
+  const bool fused = B > 0 && options_.attention == AttentionImpl::kSdpa && FusedDecodeSupported(states, q, hybrid);
+  at::Tensor q_rot, k_rot;
+  if (!fused || B < N) {
+    if (c.qk_norm) {
+      q_rot = ApplyRope(q, cos, sin);
+      k_rot = ApplyRope(k, cos, sin);
+    } else {  // q and k are adjacent in qkv: one rotation for both
+      at::Tensor qk_rot = ApplyRope(qkv.narrow(1, 0, (H + Hkv) * D).view({N, H + Hkv, D}), cos, sin);
+      q_rot = qk_rot.narrow(1, 0, H);
+      k_rot = qk_rot.narrow(1, H, Hkv);
+    }
+  }
+  std::vector<at::Tensor> outs;
+  outs.reserve(inputs.size());
+  size_t first = 0;
+  if (B > 0) {
+    auto rows = [&](const at::Tensor& t) { return B == N ? t : t.narrow(0, 0, B); };
     const SinkWindow sw{*windows_[li], sinks_[li]};
     at::Tensor o;
-    if (options_.attention == AttentionImpl::kSdpa && FusedDecodeSupported(states, q_rot, hybrid)) {
-      o = FusedWindowDecodeCpu(states, positions, rows(h), rows(q), rows(q_rot), rows(k), rows(k_rot), rows(v), sw,
+    if (fused) {
+      o = FusedWindowDecodeCpu(states, positions, rows(h), rows(q), rows(k), rows(v), rows(cos), rows(sin), sw,
                                inv_freq_, scale, hybrid);
     } else {
       o = WindowAttentionDecode(states, positions, rows(q), rows(q_rot), rows(k_rot), rows(v), sw, inv_freq_, scale,

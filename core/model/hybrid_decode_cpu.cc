@@ -50,10 +50,24 @@ struct Sequence {
   float* memory = nullptr;  // S [H, D, D] fp32, contiguous; null without a hybrid branch
 };
 
+// A gate of the linear branch (b or a, REFERENCE.md s.1) for one (sequence, head): sigmoid(x . w[h] + c[h])
+// from the layer input when learned, else the constant; or read from `given` (HybridLayer::DecodeGates) when
+// its weights are not float32 rows on the CPU.
+struct Gate {
+  const float* w = nullptr;  // [H, hidden] contiguous
+  const float* c = nullptr;  // [H] or null
+  float constant = 1.0f;
+  Rows given;
+};
+
 struct Step {
-  int64_t H = 0, G = 0, D = 0;
+  int64_t H = 0, G = 0, D = 0, hidden = 0;
   float scale = 1.0f;
-  Rows q, q_rot, k, v, beta, alpha;
+  Rows q, k, v, x;
+  Gate beta, alpha;
+  const float* cos = nullptr;  // [B, D] row stride rope_row: RoPE of each sequence's position (RopeCosSin)
+  const float* sin = nullptr;
+  int64_t rope_row = 0;
   const float* sink_cos = nullptr;  // [B, D/2]: the sink rotation of each sequence (null without sinks)
   const float* sink_sin = nullptr;
   const float* mu = nullptr;  // [H]; null: softmax branch only
@@ -107,15 +121,33 @@ TITAND_INLINE void FeatureMapRow(FeatureMap map, const float* __restrict x, floa
   }
 }
 
-// One (sequence b, query head h) pair. scratch: room for seen + 6 D floats.
+// x * cos + rotate_half(x) * sin (ApplyRope's rotate-half convention), cos/sin [D] with equal halves.
+TITAND_INLINE void Rope(const float* __restrict x, const float* __restrict c, const float* __restrict sn,
+                        float* __restrict y, int64_t D) {
+  const int64_t half = D / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    y[i] = x[i] * c[i] - x[i + half] * sn[i];
+    y[i + half] = x[i + half] * c[i + half] + x[i] * sn[i + half];
+  }
+}
+
+TITAND_INLINE float GateValue(const Step& st, const Gate& g, int64_t b, int64_t h) {
+  if (g.given.p != nullptr) return *g.given.at(b, h);
+  if (g.w == nullptr) return g.constant;
+  const float z = Dot(st.x.at(b, 0), g.w + h * st.hidden, st.hidden) + (g.c != nullptr ? g.c[h] : 0.0f);
+  return 1.0f / (1.0f + std::exp(-z));
+}
+
+// One (sequence b, query head h) pair. scratch: room for seen + 8 D floats.
 TITAND_INLINE void Task(const Step& st, int64_t b, int64_t h, float* scratch) {
   const int64_t D = st.D, half = D / 2, j = h / st.G;
   const Sequence& s = st.seqs[b];
   float* scores = scratch;
   float* q_sink = scores + s.seen;
-  float* o_s = q_sink + D;
+  float* qr = q_sink + D;
+  float* o_s = qr + D;
   // Softmax branch.
-  const float* qr = st.q_rot.at(b, h);
+  Rope(st.q.at(b, h), st.cos + b * st.rope_row, st.sin + b * st.rope_row, qr, D);
   if (s.sink_cols > 0) {  // rope(q, min(t, W + N_s - 1)), rotate-half convention as ApplyRope
     const float* q = st.q.at(b, h);
     const float* c = st.sink_cos + b * half;
@@ -167,10 +199,10 @@ TITAND_INLINE void Task(const Step& st, int64_t b, int64_t h, float* scratch) {
       p[c] += qi * Si[c];
     }
   }
-  const float a = st.gated ? *st.alpha.at(b, h) : 1.0f;
+  const float a = st.gated ? GateValue(st, st.alpha, b, h) : 1.0f;
   const float* vv = st.v.at(b, j);
   if (st.delta) {
-    const float beta = *st.beta.at(b, h);
+    const float beta = GateValue(st, st.beta, b, h);
     for (int64_t c = 0; c < D; ++c) d[c] = (vv[c] - a * u[c]) * beta;
   } else {
     std::memcpy(d, vv, sizeof(float) * D);
@@ -208,20 +240,24 @@ void RunTasksPortable(const Step& st, int64_t begin, int64_t end, float* scratch
 
 bool FloatCpu(const at::Tensor& t) { return !t.defined() || (t.device().is_cpu() && t.scalar_type() == at::kFloat); }
 
+// The kernel reads a learned gate's weights directly when they are contiguous float32 of the right shape.
+bool ReadableGate(const at::Tensor& w, const at::Tensor& c, int64_t H, int64_t hidden) {
+  return w.defined() && FloatCpu(w) && w.is_contiguous() && w.dim() == 2 && w.size(0) == H && w.size(1) == hidden &&
+         (!c.defined() || (FloatCpu(c) && c.is_contiguous() && c.numel() == H));
+}
+
 }  // namespace
 
 void UsePortableFusedDecode(bool portable) { use_avx2 = !portable && DetectAvx2(); }
 
-bool FusedDecodeSupported(const std::vector<LayerState*>& states, const at::Tensor& q_rot, const HybridLayer* hybrid) {
-  if (!q_rot.device().is_cpu() || q_rot.scalar_type() != at::kFloat || q_rot.dim() != 3 || q_rot.size(2) % 2 != 0) {
-    return false;
-  }
+bool FusedDecodeSupported(const std::vector<LayerState*>& states, const at::Tensor& q, const HybridLayer* hybrid) {
+  if (!q.device().is_cpu() || q.scalar_type() != at::kFloat || q.dim() != 3 || q.size(2) % 2 != 0) return false;
   for (const LayerState* s : states) {
     if (!FloatCpu(s->k) || !FloatCpu(s->v) || !FloatCpu(s->memory)) return false;
   }
   if (hybrid != nullptr) {
     const HybridParams& p = hybrid->params();
-    if (!p.mu.defined() || !FloatCpu(p.mu) || p.num_heads != q_rot.size(1) || p.head_dim != q_rot.size(2)) {
+    if (!p.mu.defined() || !FloatCpu(p.mu) || p.num_heads != q.size(1) || p.head_dim != q.size(2)) {
       return false;
     }
   }
@@ -229,10 +265,12 @@ bool FusedDecodeSupported(const std::vector<LayerState*>& states, const at::Tens
 }
 
 at::Tensor FusedWindowDecodeCpu(const std::vector<LayerState*>& states, const std::vector<int64_t>& positions,
-                                const at::Tensor& x, const at::Tensor& q, const at::Tensor& q_rot, const at::Tensor& k,
-                                const at::Tensor& k_rot, const at::Tensor& v, const SinkWindow& sw,
+                                const at::Tensor& x, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& cos, const at::Tensor& sin, const SinkWindow& sw,
                                 const at::Tensor& inv_freq, double scale, const HybridLayer* hybrid) {
-  const int64_t B = q_rot.size(0), H = q_rot.size(1), D = q_rot.size(2), Hkv = k_rot.size(1);
+  TORCH_CHECK(q.dim() == 3 && k.dim() == 3, "FusedWindowDecodeCpu: q, k must be [B, heads, D], got ", q.sizes(), ", ",
+              k.sizes());
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(2), Hkv = k.size(1);
   TORCH_CHECK(static_cast<int64_t>(states.size()) == B && static_cast<int64_t>(positions.size()) == B,
               "FusedWindowDecodeCpu: ", states.size(), " states and ", positions.size(), " positions for ", B, " rows");
   TORCH_CHECK(Hkv >= 1 && H % Hkv == 0 && D % 2 == 0, "FusedWindowDecodeCpu: ", H, " query heads, ", Hkv,
@@ -243,23 +281,40 @@ at::Tensor FusedWindowDecodeCpu(const std::vector<LayerState*>& states, const st
   st.D = D;
   st.scale = static_cast<float>(scale);
   st.q = HeadRows(q, B, H, D, "q");
-  st.q_rot = HeadRows(q_rot, B, H, D, "q_rot");
   st.k = HeadRows(k, B, Hkv, D, "k");
   st.v = HeadRows(v, B, Hkv, D, "v");
-  const Rows k_new = HeadRows(k_rot, B, Hkv, D, "k_rot");
+  const Rows rope_cos = HeadRows(cos.dim() == 2 ? cos.unsqueeze(1) : cos, B, 1, D, "cos");
+  const Rows rope_sin = HeadRows(sin.dim() == 2 ? sin.unsqueeze(1) : sin, B, 1, D, "sin");
+  TORCH_CHECK(rope_cos.row == rope_sin.row, "FusedWindowDecodeCpu: cos and sin must have one layout");
+  st.cos = rope_cos.p;
+  st.sin = rope_sin.p;
+  st.rope_row = rope_cos.row;
   at::Tensor beta, alpha, mu;
   if (hybrid != nullptr) {
     const HybridParams& p = hybrid->params();
     TORCH_CHECK(p.num_heads == H && p.head_dim == D && p.num_kv_heads == Hkv,
                 "FusedWindowDecodeCpu: the hybrid layer has ", p.num_heads, " x ", p.head_dim, " heads, the step ",
                 H, " x ", D);
-    std::tie(beta, alpha) = hybrid->DecodeGates(x);
     st.delta = UsesBeta(p.op);
     st.gated = UsesAlpha(p.op);
-    st.beta = GateRows(beta, B, H, "beta");
-    st.alpha = GateRows(alpha, B, H, "alpha");
-    TORCH_CHECK((!st.delta || st.beta.p != nullptr) && (!st.gated || st.alpha.p != nullptr),
-                "FusedWindowDecodeCpu: missing gate");
+    st.beta.constant = static_cast<float>(p.const_b);
+    st.alpha.constant = static_cast<float>(p.const_a);
+    const int64_t hidden = x.size(-1);
+    const bool learned_b = st.delta && p.w_b.defined(), learned_a = st.gated && p.w_a.defined();
+    auto bias = [](const at::Tensor& c) { return c.defined() ? c.const_data_ptr<float>() : nullptr; };
+    if ((!learned_b || ReadableGate(p.w_b, p.c_b, H, hidden)) &&
+        (!learned_a || ReadableGate(p.w_a, p.c_a, H, hidden))) {
+      if (learned_b || learned_a) {
+        st.x = HeadRows(x.unsqueeze(1), B, 1, hidden, "x");
+        st.hidden = hidden;
+      }
+      if (learned_b) st.beta = {p.w_b.const_data_ptr<float>(), bias(p.c_b)};
+      if (learned_a) st.alpha = {p.w_a.const_data_ptr<float>(), bias(p.c_a)};
+    } else {  // e.g. bfloat16 gate weights: LibTorch computes them
+      std::tie(beta, alpha) = hybrid->DecodeGates(x);
+      if (st.delta) st.beta.given = GateRows(beta, B, H, "beta");
+      if (st.gated) st.alpha.given = GateRows(alpha, B, H, "alpha");
+    }
     mu = p.mu.to(at::kFloat).contiguous();
     st.mu = mu.const_data_ptr<float>();
     st.feature_map = p.feature_map;
@@ -299,8 +354,8 @@ at::Tensor FusedWindowDecodeCpu(const std::vector<LayerState*>& states, const st
     s.k_slot = ls.k.stride(1);
     s.v_head = ls.v.stride(0);
     s.v_slot = ls.v.stride(1);
-    for (int64_t j = 0; j < Hkv; ++j) {
-      std::memcpy(kc + j * s.k_head + e.slot * s.k_slot, k_new.at(b, j), sizeof(float) * D);
+    for (int64_t j = 0; j < Hkv; ++j) {  // the new key RoPE'd into its slot, the value copied
+      Rope(st.k.at(b, j), st.cos + b * st.rope_row, st.sin + b * st.rope_row, kc + j * s.k_head + e.slot * s.k_slot, D);
       std::memcpy(vc + j * s.v_head + e.slot * s.v_slot, st.v.at(b, j), sizeof(float) * D);
     }
     s.k = kc;
@@ -318,7 +373,7 @@ at::Tensor FusedWindowDecodeCpu(const std::vector<LayerState*>& states, const st
   }
   at::Tensor out = at::empty({B, H * D}, fopt);
   st.out = out.mutable_data_ptr<float>();
-  const int64_t scratch_len = max_seen + 7 * D;
+  const int64_t scratch_len = max_seen + 8 * D;
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scratch;
     if (static_cast<int64_t>(scratch.size()) < scratch_len) scratch.resize(scratch_len);

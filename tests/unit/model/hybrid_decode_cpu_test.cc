@@ -22,11 +22,13 @@ struct Case {
   int64_t sinks;
   int64_t kv_heads;  // of 4 query heads
   bool hybrid;
+  bool strided_gates = false;  // gate weights LibTorch must compute (not contiguous rows)
 };
 
 std::string Name(const Case& c) {
   return ToString(c.op) + "/" + ToString(c.map) + (c.learned_gates ? "/learned" : "/constant") + "/sinks" +
-         std::to_string(c.sinks) + "/kv" + std::to_string(c.kv_heads) + (c.hybrid ? "" : "/window-only");
+         std::to_string(c.sinks) + "/kv" + std::to_string(c.kv_heads) + (c.hybrid ? "" : "/window-only") +
+         (c.strided_gates ? "/strided-gates" : "");
 }
 
 constexpr int64_t kH = 4, kD = 8, kHidden = 12, kWindow = 5;
@@ -39,9 +41,12 @@ std::unique_ptr<HybridLayer> MakeLayer(const Case& c) {
   p.num_kv_heads = c.kv_heads;
   p.head_dim = kD;
   if (c.learned_gates) {
-    p.w_b = at::randn({kH, kHidden}) * 0.3;
+    auto weight = [&] {
+      return c.strided_gates ? (at::randn({kHidden, kH}) * 0.3).t() : at::randn({kH, kHidden}) * 0.3;
+    };
+    p.w_b = weight();
     p.c_b = at::randn({kH});
-    p.w_a = at::randn({kH, kHidden}) * 0.3;
+    p.w_a = weight();
     p.c_a = at::randn({kH}) + 2.0;
   } else {
     p.const_b = 0.6;
@@ -95,8 +100,8 @@ void RunCase(const Case& c, bool portable) {
       rs.push_back(&ref[s]);
       memories.push_back(&ref[s].memory);
     }
-    ASSERT_TRUE(FusedDecodeSupported(fs, q_rot, hybrid));
-    at::Tensor got = FusedWindowDecodeCpu(fs, positions, x, q, q_rot, k, k_rot, v, sw, inv_freq, scale, hybrid);
+    ASSERT_TRUE(FusedDecodeSupported(fs, q, hybrid));
+    at::Tensor got = FusedWindowDecodeCpu(fs, positions, x, q, k, v, cos, sin, sw, inv_freq, scale, hybrid);
     at::Tensor want = WindowAttentionDecode(rs, positions, q, q_rot, k_rot, v, sw, inv_freq, scale,
                                             AttentionImpl::kReference);
     if (hybrid != nullptr) want = hybrid->MixDecode(x, q, k, v, want, memories);
@@ -129,6 +134,7 @@ TEST(FusedDecodeCpu, EqualsTheStepByStepPathForEveryVariant) {
     cases.push_back({op, FeatureMap::kTptt, true, 3, 2, true});
     cases.push_back({op, FeatureMap::kTptt, false, 0, 4, true});
   }
+  cases.push_back({LinearOperator::kGatedDelta, FeatureMap::kTptt, true, 3, 2, true, /*strided_gates=*/true});
   for (FeatureMap map : {FeatureMap::kElu, FeatureMap::kIdentity}) {
     cases.push_back({LinearOperator::kGatedDelta, map, true, 2, 1, true});
   }
@@ -164,10 +170,10 @@ TEST(FusedDecodeCpu, OddHeadDimAndStridedRows) {
     at::Tensor q_rot = ApplyRope(q, cos, sin), k_rot = ApplyRope(k, cos, sin);
     std::vector<LayerState*> fs = {&fused[0], &fused[1]}, rs = {&ref[0], &ref[1]};
     std::vector<at::Tensor*> memories = {&ref[0].memory, &ref[1].memory};
-    at::Tensor got = FusedWindowDecodeCpu(fs, positions, x, q, q_rot, k, k_rot, v, sw, inv_freq, 0.25, &layer);
-    at::Tensor want = layer.MixDecode(
-        x, q, k, v, WindowAttentionDecode(rs, positions, q, q_rot, k_rot, v, sw, inv_freq, 0.25, AttentionImpl::kReference),
-        memories);
+    at::Tensor got = FusedWindowDecodeCpu(fs, positions, x, q, k, v, cos, sin, sw, inv_freq, 0.25, &layer);
+    at::Tensor o_s =
+        WindowAttentionDecode(rs, positions, q, q_rot, k_rot, v, sw, inv_freq, 0.25, AttentionImpl::kReference);
+    at::Tensor want = layer.MixDecode(x, q, k, v, o_s, memories);
     EXPECT_LT(MaxDiff(got, want), 2e-5) << "step " << step;
   }
 }
@@ -195,13 +201,13 @@ TEST(FusedDecodeCpu, UnsupportedInputsFallBackAndBadStatesAreRefused) {
   at::Tensor q = at::randn({1, 2, 4}), k = at::randn({1, 2, 4}), v = at::randn({1, 2, 4}), x = at::randn({1, 3});
   const at::Tensor inv_freq = RopeInvFreq(4, 10000.0);
   // No entries, but position 3 claims three tokens were processed.
-  EXPECT_THROW(FusedWindowDecodeCpu(states, {3}, x, q, q, k, k, v, {4, 0}, inv_freq, 0.5, &layer), c10::Error);
+  auto [cos, sin] = RopeCosSin(inv_freq, at::tensor({int64_t{3}}, at::kLong), at::kFloat);
+  EXPECT_THROW(FusedWindowDecodeCpu(states, {3}, x, q, k, v, cos, sin, {4, 0}, inv_freq, 0.5, &layer), c10::Error);
   EXPECT_FALSE(st.k.defined());
   EXPECT_EQ(st.len, 0);
   // Shapes that do not fit the layer.
-  EXPECT_THROW(FusedWindowDecodeCpu(states, {0}, x, at::randn({1, 3, 4}), at::randn({1, 3, 4}), k, k, v, {4, 0},
-                                    inv_freq, 0.5, &layer),
-               c10::Error);
+  at::Tensor q3 = at::randn({1, 3, 4});
+  EXPECT_THROW(FusedWindowDecodeCpu(states, {0}, x, q3, k, v, cos, sin, {4, 0}, inv_freq, 0.5, &layer), c10::Error);
 }
 
 }  // namespace
