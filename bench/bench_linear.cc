@@ -1,8 +1,10 @@
 // bench_linear: microseconds per LinearWeight::Forward (core/model/linear_weight.h) for SmolLM2-135M's
 // matmul shapes, per weight format and input row count, next to LibTorch's own weight-only kernels on the
-// same shapes. Not a test: figures go to BENCHMARKS.md (issue 9), and it is how kQuantKernelMaxRows was
-// chosen.
+// same shapes. Not a test: figures go to BENCHMARKS.md (issue 9), and it is how the row thresholds of
+// core/model/linear_weight.cc were chosen.
 //   bench_linear [--threads 2] [--rows 1,2,4,8,16,32,64,128] [--reps 20] [--formats f32,int8,int4,torch-int8,torch-int4]
+//   (int8/int4 take the path LinearWeight::Forward picks for the row count; int8-kernel, int8-panel, int8-dense
+//   and the int4-* forms force one)
 // Weights are Gaussian (seeded); x is Gaussian [rows, in]. Prints one JSON object: per shape, format and
 // row count the median microseconds of `reps` calls (after 3 warm-up calls) and the weight GB/s it implies.
 #include <ATen/ATen.h>
@@ -79,12 +81,21 @@ int main(int argc, char** argv) {
         if (f == "f32") {
           us = MedianMicros(reps, [&] { f32.Forward(x); });
           bytes = f32.bytes();
-        } else if (f == "int8") {
-          us = MedianMicros(reps, [&] { i8.Forward(x); });
-          bytes = i8.bytes();
-        } else if (f == "int4") {
-          us = MedianMicros(reps, [&] { i4.Forward(x); });
-          bytes = i4.bytes();
+        } else if (f.rfind("int8", 0) == 0 || f.rfind("int4", 0) == 0) {
+          // "int8" / "int4": the path Forward picks for this many rows; "-kernel", "-panel", "-dense": forced.
+          const std::string path = f.size() > 4 ? f.substr(5) : "";
+          if (!path.empty() && path != "kernel" && path != "panel" && path != "dense") {
+            std::cerr << "unknown format " << f << "\n";
+            return 2;
+          }
+          ForceQuantizedPath(path == "kernel"  ? QuantizedPath::kRowKernel
+                             : path == "panel" ? QuantizedPath::kPanel
+                             : path == "dense" ? QuantizedPath::kDense
+                                               : QuantizedPath::kAuto);
+          const LinearWeight& l = f.rfind("int8", 0) == 0 ? i8 : i4;
+          us = MedianMicros(reps, [&] { l.Forward(x); });
+          bytes = l.bytes();
+          ForceQuantizedPath(QuantizedPath::kAuto);
         } else if (f == "torch-int8") {
           us = MedianMicros(reps, [&] { at::_weight_int8pack_mm(x.to(at::kBFloat16), t8, t8s).to(at::kFloat); });
           bytes = t8.numel() + 2 * t8s.numel();

@@ -7,14 +7,26 @@
 namespace titand {
 namespace {
 
-// Where the weight-only kernels (core/model/quant_matmul.h) stop and "dequantise W to float32 for the call +
-// float GEMM" takes over. Measured with bench/bench_linear.cc on the 2-core AVX2 VM (BENCHMARKS.md, issue 9,
-// session 7): for one row the kernels cost 0.3-0.8x the float GEMM (whose float weights we do not even hold);
-// each further row costs them more than the GEMM, so int4 switches after 8 rows. int8 stays on its kernel
-// longer: its float copy is 4x the int8 bytes, and for the 49,152-row LM head the copy alone costs more
-// than the kernel (64 rows: 279 ms dense vs an estimated ~116 ms, 4x its measured 16-row time).
-constexpr int64_t kInt4KernelMaxRows = 8;
-constexpr int64_t kInt8DenseFromRows = 128;
+// Which quant_matmul.h kernel an input of N rows takes (bench/bench_linear.cc on the 2-core AVX2 VM,
+// BENCHMARKS.md, issue 9, session 8): the row kernels (int16 activations, one read of a weight row per 4 input
+// rows) while they win; the panel GEMM (float32 weights a panel at a time, kept in L2) for batched decode;
+// "dequantise W to float32 for the call + at::linear" (MKL) beyond. int4 hands the row kernel over at 4 rows
+// (qkv 4 rows: 70 us panel vs 96 kernel) and the panel at 64 (gate_up 64 rows: 1,900 us dense vs 2,262 panel);
+// int8 keeps its row kernel to 16 rows and the panel to 128: the LM head (49,152 rows, int8 under `auto`)
+// costs its float copy more than the panel saves (128 rows: 86 ms panel vs 178 ms dense).
+struct QuantizedThresholds {
+  int64_t kernel_max_rows, panel_max_rows;
+};
+constexpr QuantizedThresholds kInt4Paths{3, 32};
+constexpr QuantizedThresholds kInt8Paths{16, 128};
+
+QuantizedPath forced_path = QuantizedPath::kAuto;
+
+QuantizedPath PathFor(int64_t rows, const QuantizedThresholds& t) {
+  if (forced_path != QuantizedPath::kAuto) return forced_path;
+  if (rows <= t.kernel_max_rows) return QuantizedPath::kRowKernel;
+  return rows <= t.panel_max_rows ? QuantizedPath::kPanel : QuantizedPath::kDense;
+}
 
 absl::Status CpuOnly(at::Device dev, const char* what) {
   if (dev.is_cpu()) return absl::OkStatus();
@@ -115,27 +127,29 @@ at::Tensor LinearWeight::Forward(const at::Tensor& x) const {
   at::Tensor y;
   const int64_t rows = x.size(0);
   switch (format_) {
-    case WeightFormat::kInt8:
-      if (rows >= kInt8DenseFromRows) {
-        at::Tensor w = w_.to(at::kFloat) * scales_.to(at::kFloat).unsqueeze(1);
-        y = at::linear(x.to(at::kFloat), w);
+    case WeightFormat::kInt8: {
+      const at::Tensor xf = x.to(at::kFloat).contiguous();
+      const QuantizedPath path = PathFor(rows, kInt8Paths);
+      if (path == QuantizedPath::kDense) {
+        y = at::linear(xf, w_.to(at::kFloat) * scales_.to(at::kFloat).unsqueeze(1));
       } else {
-        at::Tensor xf = x.to(at::kFloat).contiguous();
         y = at::empty({rows, out_}, xf.options());
-        Int8MatmulCpu(xf.data_ptr<float>(), rows, in_, w_.data_ptr<int8_t>(), Bits(scales_), out_,
-                      y.data_ptr<float>());
+        (path == QuantizedPath::kRowKernel ? Int8MatmulCpu : Int8PanelMatmulCpu)(
+            xf.data_ptr<float>(), rows, in_, w_.data_ptr<int8_t>(), Bits(scales_), out_, y.data_ptr<float>());
       }
       break;
+    }
     case WeightFormat::kInt4: {
-      at::Tensor xf = x.to(at::kFloat).contiguous();
-      if (rows <= kInt4KernelMaxRows) {
-        y = at::empty({rows, out_}, xf.options());
-        Int4MatmulCpu(xf.data_ptr<float>(), rows, in_, w_.data_ptr<uint8_t>(), Bits(scales_), out_,
-                      y.data_ptr<float>());
-      } else {
+      const at::Tensor xf = x.to(at::kFloat).contiguous();
+      const QuantizedPath path = PathFor(rows, kInt4Paths);
+      if (path == QuantizedPath::kDense) {
         at::Tensor w = at::empty({out_, in_}, xf.options());
         Int4DequantizeCpu(w_.data_ptr<uint8_t>(), Bits(scales_), out_, in_, w.data_ptr<float>());
         y = at::linear(xf, w);
+      } else {
+        y = at::empty({rows, out_}, xf.options());
+        (path == QuantizedPath::kRowKernel ? Int4MatmulCpu : Int4PanelMatmulCpu)(
+            xf.data_ptr<float>(), rows, in_, w_.data_ptr<uint8_t>(), Bits(scales_), out_, y.data_ptr<float>());
       }
       break;
     }
@@ -155,6 +169,8 @@ at::Tensor LinearWeight::DequantizeWithKernel() const {
   no_bias.bias_ = at::Tensor();
   return no_bias.Forward(eye).t().to(at::kFloat).contiguous();
 }
+
+void ForceQuantizedPath(QuantizedPath path) { forced_path = path; }
 
 int64_t LinearWeight::bytes() const {
   int64_t n = 0;

@@ -3,12 +3,14 @@
 //   int8   per-output-channel symmetric: W[n, k] = scale[n] * q[n, k], q in [-127, 127], scale bf16;
 //   int4   group-wise asymmetric, groups of 32 along `in`: W[n, k] = scale[n, g] * (q[n, k] - 8) + zero[n, g]
 //          with g = k / 32, q in 0..15, scale and zero bf16, two codes a byte (core/model/quant_matmul.h).
-// How Forward multiplies (x float32/bfloat16/float16 [N, in], computed in float32, returned in x's dtype):
-//   int4, N <= 8: our CPU kernel (quant_matmul.h: activations as int16 per block of 32, exact integer dot
-//          products, float32 accumulation); N > 8: W dequantised to float32 for the call + at::linear;
-//   int8, N < 128: our CPU kernel; N >= 128: W dequantised to float32 for the call + at::linear.
-// The row thresholds come from bench/bench_linear.cc (BENCHMARKS.md, issue 9, session 7): the kernels read
-// the weights once per 4 rows and win for decode steps; the float GEMM wins for prefill chunks.
+// How Forward multiplies int8/int4 (x float32/bfloat16/float16 [N, in], computed in float32, returned in x's
+// dtype), by N (QuantizedPath; thresholds int4 / int8):
+//   N <= 3 / 16        the row kernels (quant_matmul.h: activations as int16 per block of 32, exact integer
+//                      dot products, float32 accumulation): decode steps of a few sequences;
+//   N <= 32 / 128      the panel GEMM (quant_matmul.h: W dequantised a panel at a time into L2, float32 FMA):
+//                      batched decode;
+//   beyond             W dequantised to float32 for the call + at::linear (MKL): prefill chunks.
+// The thresholds come from bench/bench_linear.cc (BENCHMARKS.md, issue 9, session 8).
 // int8/int4 are CPU-only here: Make* return INVALID_ARGUMENT for a CUDA device.
 #pragma once
 
@@ -31,6 +33,11 @@ absl::StatusOr<WeightFormat> ParseWeightFormat(const std::string& name);
 const char* WeightFormatName(WeightFormat f);  // the flag spelling; "f16" for kF16
 
 constexpr int64_t kInt4GroupSize = 32;
+
+// The int8/int4 CPU paths above. kAuto picks by rows; the others force one path for every call (tests and
+// bench/bench_linear.cc; not thread-safe: set it while no Forward runs).
+enum class QuantizedPath { kAuto, kRowKernel, kPanel, kDense };
+void ForceQuantizedPath(QuantizedPath path);
 
 // An int4 weight before packing: W[n, k] = scale[n, k/32] * (q[n, k] - 8) + zero[n, k/32]. q uint8
 // [out, in] (values 0..15), scale and zero float32 [out, in/32] (rounded to bf16 when packed).

@@ -214,7 +214,8 @@ __attribute__((target("avx2,fma"))) void Int8TileAvx2(const QuantizedRows& xr, i
   for (int r = 0; r < R; ++r) y[r * out] = scale * HSum(acc[r]);
 }
 
-// W rows [begin, end) = scale * (q - 8) + zero, one rounding (fma), as the portable loop.
+// W rows [begin, end) = scale * (q - 8) + zero, one rounding (fma), as the portable loop; row n goes to
+// w + (n - begin) * in.
 __attribute__((target("avx2,fma"))) void Int4DequantizeRowsAvx2(const uint8_t* codes, const uint16_t* sz,
                                                                  int64_t begin, int64_t end, int64_t in, float* w) {
   const __m128i low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
@@ -226,11 +227,38 @@ __attribute__((target("avx2,fma"))) void Int4DequantizeRowsAvx2(const uint8_t* c
       const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low4), eight);
       const __m256 vs = _mm256_set1_ps(Bf16ToFloat(sz[(n * groups + g) * 2]));
       const __m256 vz = _mm256_set1_ps(Bf16ToFloat(sz[(n * groups + g) * 2 + 1]));
-      float* o = w + n * in + g * kBlock;
+      float* o = w + (n - begin) * in + g * kBlock;
       const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
       for (int p = 0; p < 4; ++p) {
         _mm256_storeu_ps(o + 8 * p, _mm256_fmadd_ps(vs, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[p])), vz));
       }
+    }
+  }
+}
+
+// The panel GEMM's micro-kernel: y[r, o] = x[r, :] . w[o, :] for R input rows and O weight rows (R x O
+// accumulators of 8 lanes, then the lanes in SumLanes' order; the tail of `in` past a multiple of 8 in scalar).
+template <int R, int O>
+__attribute__((target("avx2,fma"))) void GemmTileAvx2(const float* x, int64_t in, const float* w, float* y,
+                                                      int64_t ldy) {
+  __m256 acc[R][O];
+  for (int r = 0; r < R; ++r) {
+    for (int o = 0; o < O; ++o) acc[r][o] = _mm256_setzero_ps();
+  }
+  const int64_t in8 = in - in % 8;
+  for (int64_t i = 0; i < in8; i += 8) {
+    __m256 xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * in + i);
+    for (int o = 0; o < O; ++o) {
+      const __m256 wv = _mm256_loadu_ps(w + o * in + i);
+      for (int r = 0; r < R; ++r) acc[r][o] = _mm256_fmadd_ps(xv[r], wv, acc[r][o]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int o = 0; o < O; ++o) {
+      float s = HSum(acc[r][o]);
+      for (int64_t i = in8; i < in; ++i) s = std::fma(x[r * in + i], w[o * in + i], s);
+      y[r * ldy + o] = s;
     }
   }
 }
@@ -255,6 +283,86 @@ void ForRowTiles(int64_t m, TileFn&& tile) {
     case 1: tile(std::integral_constant<int, 1>(), r0); break;
     default: break;
   }
+}
+
+// W rows [begin, end) as float32 into w (row n at w + (n - begin) * in).
+void Int4DequantizeRows(const uint8_t* codes, const uint16_t* sz, int64_t begin, int64_t end, int64_t in, float* w) {
+#if TITAND_X86
+  if (use_avx2) return Int4DequantizeRowsAvx2(codes, sz, begin, end, in, w);
+#endif
+  const int64_t groups = in / kBlock;
+  for (int64_t n = begin; n < end; ++n) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t* b = codes + n * (in / 2) + g * 16;
+      const float s = Bf16ToFloat(sz[(n * groups + g) * 2]);
+      const float z = Bf16ToFloat(sz[(n * groups + g) * 2 + 1]);
+      float* o = w + (n - begin) * in + g * kBlock;
+      for (int j = 0; j < 16; ++j) {
+        o[j] = std::fma(s, static_cast<float>((b[j] & 0x0F) - 8), z);
+        o[16 + j] = std::fma(s, static_cast<float>((b[j] >> 4) - 8), z);
+      }
+    }
+  }
+}
+
+template <int R, int O>
+void GemmTilePortable(const float* x, int64_t in, const float* w, float* y, int64_t ldy) {
+  for (int r = 0; r < R; ++r) {
+    for (int o = 0; o < O; ++o) {
+      float lanes[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+      const int64_t in8 = in - in % 8;
+      for (int64_t i = 0; i < in8; i += 8) {
+        for (int l = 0; l < kLanes; ++l) lanes[l] = std::fma(x[r * in + i + l], w[o * in + i + l], lanes[l]);
+      }
+      float s = SumLanes(lanes);
+      for (int64_t i = in8; i < in; ++i) s = std::fma(x[r * in + i], w[o * in + i], s);
+      y[r * ldy + o] = s;
+    }
+  }
+}
+
+// y[r, o] (row stride ldy) = x [m, in] . w [n, in]^T, tiles of 4 input rows x 2 weight rows.
+void PanelGemm(const float* x, int64_t m, int64_t in, const float* w, int64_t n, float* y, int64_t ldy) {
+  auto tile = [&](auto rr, auto oo, int64_t r0, int64_t o0) {
+    constexpr int R = decltype(rr)::value, O = decltype(oo)::value;
+#if TITAND_X86
+    if (use_avx2) return GemmTileAvx2<R, O>(x + r0 * in, in, w + o0 * in, y + r0 * ldy + o0, ldy);
+#endif
+    GemmTilePortable<R, O>(x + r0 * in, in, w + o0 * in, y + r0 * ldy + o0, ldy);
+  };
+  for (int64_t r0 = 0; r0 < m; r0 += kRowTile) {
+    auto rows = [&](auto rr) {
+      int64_t o0 = 0;
+      for (; o0 + 2 <= n; o0 += 2) tile(rr, std::integral_constant<int, 2>(), r0, o0);
+      if (o0 < n) tile(rr, std::integral_constant<int, 1>(), r0, o0);
+    };
+    switch (std::min<int64_t>(kRowTile, m - r0)) {
+      case 4: rows(std::integral_constant<int, 4>()); break;
+      case 3: rows(std::integral_constant<int, 3>()); break;
+      case 2: rows(std::integral_constant<int, 2>()); break;
+      default: rows(std::integral_constant<int, 1>()); break;
+    }
+  }
+}
+
+// Weights dequantised per thread a panel of output rows at a time (kPanelFloats: the panel stays in L2 while
+// every input row is multiplied with it), never as a whole float32 copy of the layer.
+constexpr int64_t kPanelFloats = 32 * 1024;
+
+template <typename DequantizeRows>
+void PanelMatmul(const float* x, int64_t m, int64_t in, int64_t out, float* y, DequantizeRows&& dequantize) {
+  if (m <= 0 || out <= 0) return;
+  const int64_t panel = std::min(out, std::max<int64_t>(2, (kPanelFloats / std::max<int64_t>(in, 1)) & ~int64_t{1}));
+  const int64_t panels = (out + panel - 1) / panel;
+  at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> w;
+    if (static_cast<int64_t>(w.size()) < panel * in) w.resize(panel * in);
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n0 = p * panel, n1 = std::min(out, n0 + panel);
+      dequantize(n0, n1, w.data());
+      PanelGemm(x, m, in, w.data(), n1 - n0, y + n0, out);
+    }
+  });
 }
 
 }  // namespace
@@ -302,22 +410,26 @@ void Int8MatmulCpu(const float* x, int64_t m, int64_t in, const int8_t* q, const
 }
 
 void Int4DequantizeCpu(const uint8_t* codes, const uint16_t* scale_zero, int64_t out, int64_t in, float* w) {
-  const int64_t groups = in / kBlock;
   at::parallel_for(0, out, RowGrain(in), [&](int64_t begin, int64_t end) {
-#if TITAND_X86
-    if (use_avx2) return Int4DequantizeRowsAvx2(codes, scale_zero, begin, end, in, w);
-#endif
+    Int4DequantizeRows(codes, scale_zero, begin, end, in, w + begin * in);
+  });
+}
+
+void Int4PanelMatmulCpu(const float* x, int64_t m, int64_t in, const uint8_t* codes, const uint16_t* scale_zero,
+                        int64_t out, float* y) {
+  PanelMatmul(x, m, in, out, y, [&](int64_t begin, int64_t end, float* w) {
+    Int4DequantizeRows(codes, scale_zero, begin, end, in, w);
+  });
+}
+
+void Int8PanelMatmulCpu(const float* x, int64_t m, int64_t in, const int8_t* q, const uint16_t* scale, int64_t out,
+                        float* y) {
+  PanelMatmul(x, m, in, out, y, [&](int64_t begin, int64_t end, float* w) {
     for (int64_t n = begin; n < end; ++n) {
-      for (int64_t g = 0; g < groups; ++g) {
-        const uint8_t* b = codes + n * (in / 2) + g * 16;
-        const float s = Bf16ToFloat(scale_zero[(n * groups + g) * 2]);
-        const float z = Bf16ToFloat(scale_zero[(n * groups + g) * 2 + 1]);
-        float* o = w + n * in + g * kBlock;
-        for (int j = 0; j < 16; ++j) {
-          o[j] = std::fma(s, static_cast<float>((b[j] & 0x0F) - 8), z);
-          o[16 + j] = std::fma(s, static_cast<float>((b[j] >> 4) - 8), z);
-        }
-      }
+      const float s = Bf16ToFloat(scale[n]);
+      const int8_t* qn = q + n * in;
+      float* o = w + (n - begin) * in;
+      for (int64_t k = 0; k < in; ++k) o[k] = s * static_cast<float>(qn[k]);
     }
   });
 }

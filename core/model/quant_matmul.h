@@ -37,6 +37,16 @@ void Int8MatmulCpu(const float* x, int64_t m, int64_t in, const int8_t* q, const
 // W rows [0, out) as float32 [out, in] (the prefill path: dequantise once, then a float GEMM).
 void Int4DequantizeCpu(const uint8_t* codes, const uint16_t* scale_zero, int64_t out, int64_t in, float* w);
 
+// The batched-decode path (tens of rows): y = x . W^T in float32 with W dequantised (the formats above, exact
+// float weights, activations NOT quantised) one panel of output rows at a time into a per-thread buffer that
+// stays in L2 (128 KB), multiplied by an FMA micro-kernel (4 input rows x 2 weight rows). Same arithmetic
+// class as "dequantise + float GEMM" without writing and re-reading a float32 copy of the layer. Panels are
+// split across the intra-op threads. Shapes as Int4MatmulCpu / Int8MatmulCpu; no errors.
+void Int4PanelMatmulCpu(const float* x, int64_t m, int64_t in, const uint8_t* codes, const uint16_t* scale_zero,
+                        int64_t out, float* y);
+void Int8PanelMatmulCpu(const float* x, int64_t m, int64_t in, const int8_t* q, const uint16_t* scale, int64_t out,
+                        float* y);
+
 // True when the AVX2 + FMA code paths run on this CPU (else the portable loops).
 bool QuantKernelsUseAvx2();
 // Tests and benchmarks: true forces the portable loops, false restores detection. Not thread-safe: call it

@@ -82,6 +82,9 @@ void ExpectLinear(const at::Tensor& got, const at::Tensor& x, const at::Tensor& 
   EXPECT_TRUE((err <= mag * 1e-4 + 1e-6).all().item<bool>()) << x.size(0) << " rows: " << err.max().item<double>();
 }
 
+constexpr QuantizedPath kPaths[] = {QuantizedPath::kAuto, QuantizedPath::kRowKernel, QuantizedPath::kPanel,
+                                    QuantizedPath::kDense};
+
 TEST(LinearWeightTest, Int8ForwardEqualsLinearOnDequantisedWeights) {
   at::manual_seed(3);
   at::Tensor w = at::randn({40, 72}) * 0.2, b = at::randn({40}), x = at::randn({5, 72});
@@ -94,12 +97,29 @@ TEST(LinearWeightTest, Int8ForwardEqualsLinearOnDequantisedWeights) {
   scale = at::where(scale > 0, scale, at::ones_like(scale));
   at::Tensor wq = at::clamp(at::round(w / scale.unsqueeze(1)), -127, 127) * scale.unsqueeze(1);
   EXPECT_TRUE(((wq - w).abs() <= scale.unsqueeze(1) * 0.5 + 1e-7).all().item<bool>());
-  // Every input length: the weight-only kernel (decode-sized inputs, int16 activations: quant_matmul.h) and
-  // the dequantise + float GEMM path (long inputs) compute x W^T on the same weights.
-  for (int64_t rows : {1, 6, 20, 130}) {
-    at::Tensor xr = at::randn({rows, 72});
-    ExpectLinear(lw->Forward(xr), xr, wq, b);
+  // Every input length and every path (the row kernel with int16 activations, the panel GEMM, dequantise +
+  // float GEMM; kAuto picks by rows) compute x W^T on the same weights.
+  for (QuantizedPath path : kPaths) {
+    ForceQuantizedPath(path);
+    for (int64_t rows : {1, 6, 16, 17, 70, 128, 130}) {
+      SCOPED_TRACE(::testing::Message() << "path " << static_cast<int>(path) << " rows " << rows);
+      at::Tensor xr = at::randn({rows, 72});
+      ExpectLinear(lw->Forward(xr), xr, wq, b);
+    }
   }
+  ForceQuantizedPath(QuantizedPath::kAuto);
+  // An input length that is not a multiple of 8 (the panel micro-kernel's scalar tail).
+  at::Tensor w_odd = at::randn({7, 77}) * 0.2;
+  auto odd = LinearWeight::MakeInt8(w_odd, at::zeros({7}), at::kCPU);
+  ASSERT_TRUE(odd.ok()) << odd.status();
+  at::Tensor odd_scale = Bf16(w_odd.abs().amax(1) / 127.0);
+  at::Tensor odd_q = at::clamp(at::round(w_odd / odd_scale.unsqueeze(1)), -127, 127) * odd_scale.unsqueeze(1);
+  for (QuantizedPath path : kPaths) {
+    ForceQuantizedPath(path);
+    at::Tensor xr = at::randn({11, 77});
+    ExpectLinear(odd->Forward(xr), xr, odd_q, at::zeros({7}));
+  }
+  ForceQuantizedPath(QuantizedPath::kAuto);
   EXPECT_TRUE(at::allclose(lw->DequantizeWithKernel(), wq, 1e-6, 1e-7));
   // bfloat16 activations in, bfloat16 out.
   EXPECT_EQ(lw->Forward(x.to(at::kBFloat16)).scalar_type(), at::kBFloat16);
@@ -120,10 +140,15 @@ TEST(LinearWeightTest, Int4ForwardEqualsLinearOnDequantisedWeights) {
   EXPECT_LE(g.q.max().item<int>(), 15);
   auto lw = LinearWeight::MakeInt4(g, b, at::kCPU);
   ASSERT_TRUE(lw.ok()) << lw.status();
-  for (int64_t rows : {1, 6, 8, 9, 40}) {  // the int4 kernel up to 8 rows, dequantise + GEMM beyond
-    at::Tensor xr = at::randn({rows, 96});
-    ExpectLinear(lw->Forward(xr), xr, wq, b);
+  for (QuantizedPath path : kPaths) {  // kAuto: the kernel up to 3 rows, the panel GEMM to 32, then dense
+    ForceQuantizedPath(path);
+    for (int64_t rows : {1, 3, 4, 8, 9, 32, 33, 70}) {
+      SCOPED_TRACE(::testing::Message() << "path " << static_cast<int>(path) << " rows " << rows);
+      at::Tensor xr = at::randn({rows, 96});
+      ExpectLinear(lw->Forward(xr), xr, wq, b);
+    }
   }
+  ForceQuantizedPath(QuantizedPath::kAuto);
 }
 
 TEST(LinearWeightTest, DenseKeepsItsDtypeAndConvertsActivations) {

@@ -135,6 +135,40 @@ TEST_P(QuantMatmulTest, Int8MatchesTheFormulaForEveryRowCount) {
   }
 }
 
+// The panel GEMM does not quantise activations: float32 rounding alone, |y - x W^T| <= 2e-6 (|x| . |W|^T) + 1e-6.
+void ExpectFloatGemm(const at::Tensor& y, const at::Tensor& x, const at::Tensor& w) {
+  ASSERT_FALSE(at::isnan(y).any().item<bool>()) << "an output was not written";
+  at::Tensor ref = at::matmul(x.to(at::kDouble), w.t());
+  at::Tensor bound = at::matmul(x.abs().to(at::kDouble), w.abs().t()) * 2e-6 + 1e-6;
+  at::Tensor err = (y.to(at::kDouble) - ref).abs();
+  EXPECT_TRUE((err <= bound).all().item<bool>()) << "max error " << err.max().item<double>();
+}
+
+// Panels of 32 rows at in = 1024 (128 KB each): 71 outputs cross two panel boundaries and end on an odd row;
+// every input-row tile (1-4) and remainder.
+TEST_P(QuantMatmulTest, PanelGemmMatchesTheFormula) {
+  Int4Case c = MakeInt4(/*out=*/71, /*in=*/1024, 9);
+  at::manual_seed(10);
+  at::Tensor q8 = at::randint(-127, 128, {71, 1000}, at::kChar);  // int8: an input length with a tail of 8
+  std::vector<uint16_t> s8(71);
+  at::Tensor w8 = at::empty({71, 1000}, at::kDouble);
+  for (int64_t n = 0; n < 71; ++n) {
+    s8[n] = Bf16Bits(0.002f + 0.001f * n);
+    w8[n] = q8[n].to(at::kDouble) * Bf16Value(s8[n]);
+  }
+  for (int64_t m : {1, 2, 3, 4, 5, 9, 33}) {
+    SCOPED_TRACE(m);
+    at::Tensor x = at::randn({m, 1024});
+    at::Tensor y = at::full({m, 71}, std::nanf(""));
+    Int4PanelMatmulCpu(x.data_ptr<float>(), m, 1024, c.codes.data(), c.sz.data(), 71, y.data_ptr<float>());
+    ExpectFloatGemm(y, x, c.w);
+    at::Tensor x8 = at::randn({m, 1000});
+    at::Tensor y8 = at::full({m, 71}, std::nanf(""));
+    Int8PanelMatmulCpu(x8.data_ptr<float>(), m, 1000, q8.data_ptr<int8_t>(), s8.data(), 71, y8.data_ptr<float>());
+    ExpectFloatGemm(y8, x8, w8);
+  }
+}
+
 TEST_P(QuantMatmulTest, ARowGivesTheSameBitsAloneAndInABatch) {
   Int4Case c = MakeInt4(48, 128, 8);
   at::Tensor q8 = at::randint(-127, 128, {48, 128}, at::kChar);
