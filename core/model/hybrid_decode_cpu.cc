@@ -338,13 +338,16 @@ at::Tensor FusedWindowDecodeCpu(const std::vector<LayerState*>& states, const st
     st.sink_cos = sink_cs.data();
     st.sink_sin = sink_cs.data() + B * (D / 2);
   }
-  // Room for each new entry; write it; what each query sees.
+  // Room for each new entry (every state checked before any is written), then the entries written and what
+  // each query sees.
   const auto fopt = at::TensorOptions().dtype(at::kFloat);
+  std::vector<DecodeEntry> entries(B);
+  for (int64_t b = 0; b < B; ++b) entries[b] = PrepareDecodeEntry(*states[b], b, positions[b], sw, Hkv, D, fopt, fopt);
   st.seqs.resize(B);
   int64_t max_seen = 0;
   for (int64_t b = 0; b < B; ++b) {
     LayerState& ls = *states[b];
-    const DecodeEntry e = PrepareDecodeEntry(ls, b, positions[b], sw, Hkv, D, fopt, fopt);
+    const DecodeEntry& e = entries[b];
     TORCH_CHECK(ls.k.stride(2) == 1 && ls.v.stride(2) == 1 && ls.k.size(0) == Hkv && ls.v.size(0) == Hkv,
                 "FusedWindowDecodeCpu: sequence ", b, "'s cache must be [", Hkv, ", slots, ", D, "] with unit stride");
     Sequence& s = st.seqs[b];

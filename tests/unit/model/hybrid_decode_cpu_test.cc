@@ -205,6 +205,21 @@ TEST(FusedDecodeCpu, UnsupportedInputsFallBackAndBadStatesAreRefused) {
   EXPECT_THROW(FusedWindowDecodeCpu(states, {3}, x, q, k, v, cos, sin, {4, 0}, inv_freq, 0.5, &layer), c10::Error);
   EXPECT_FALSE(st.k.defined());
   EXPECT_EQ(st.len, 0);
+  // One bad state in a batch: refused before the good one is touched.
+  LayerState good, bad;
+  std::vector<LayerState*> one = {&good};
+  at::Tensor x1 = at::randn({1, 3});
+  auto [cos0, sin0] = RopeCosSin(inv_freq, at::tensor({int64_t{0}}, at::kLong), at::kFloat);
+  FusedWindowDecodeCpu(one, {0}, x1, q, k, v, cos0, sin0, {4, 0}, inv_freq, 0.5, &layer);
+  const at::Tensor k_before = good.k.clone(), s_before = good.memory.clone();
+  std::vector<LayerState*> pair = {&good, &bad};
+  auto [cos2, sin2] = RopeCosSin(inv_freq, at::tensor({int64_t{1}, int64_t{2}}, at::kLong), at::kFloat);
+  EXPECT_THROW(FusedWindowDecodeCpu(pair, {1, 2}, at::randn({2, 3}), at::randn({2, 2, 4}), at::randn({2, 2, 4}),
+                                    at::randn({2, 2, 4}), cos2, sin2, {4, 0}, inv_freq, 0.5, &layer),
+               c10::Error);
+  EXPECT_EQ(good.len, 1);
+  EXPECT_TRUE(at::equal(good.k, k_before));
+  EXPECT_TRUE(at::equal(good.memory, s_before));
   // Shapes that do not fit the layer.
   at::Tensor q3 = at::randn({1, 3, 4});
   EXPECT_THROW(FusedWindowDecodeCpu(states, {0}, x, q3, k, v, cos, sin, {4, 0}, inv_freq, 0.5, &layer), c10::Error);
