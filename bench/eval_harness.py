@@ -18,6 +18,12 @@ Measures:
   memory@L         a key (5 random digits) stated once near the start, then held-out filler text until the
                    prompt is L tokens, then "What is the pass key? The pass key is"; accuracy of choosing the
                    true key among 5 candidates by log-likelihood (chance 0.2). base runs up to --base-max-ctx.
+                   Controlled by the same prompt without the key sentence (filler of the same length in its
+                   place): "acc vs prior" chooses by the log-likelihood gain over that control, "gain" is
+                   the mean gain of the true key in nats (s.e. beside it). Stacked windows still reach back
+                   layers x W tokens (30 x 256 = 7,680 for the bundled adapter), so below that the window
+                   alone can carry some of the key layer by layer: the memory's share is the hybrid's gain
+                   over the window's, not the hybrid's gain alone.
 
   .venv/bin/python bench/eval_harness.py --out bench/results/<date>/eval.json   # see --help for sizes
 """
@@ -127,21 +133,50 @@ def choice_accuracy(run: Runner, extra, items) -> dict:
 
 
 def memory_items(tok, filler, length: int, trials: int, seed: int):
-    """Pass-key prompts of `length` tokens: the key once after a preamble, held-out filler, the question."""
+    """Pass-key prompts of `length` tokens: the key once after a preamble, held-out filler, the question.
+
+    Each item is (prefix, continuation ids, continuation texts, gold, control): `control` is the same prompt
+    with the key sentence replaced by as many filler tokens (same length, same first and last tokens): what a
+    model gains from the key is its score on `prefix` over its score on `control`."""
     rng = random.Random(seed * 1_000_003 + length)
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]
     items = []
     for t in range(trials):
         keys = [f"{rng.randrange(10000, 100000)}" for _ in range(5)]
         gold = rng.randrange(5)
-        head = enc("Below is a long document. Somewhere in it there is a pass key; remember it.\n"
-                   f"The pass key is {keys[gold]}. Remember it: the pass key is {keys[gold]}.\n")
+        intro = enc("Below is a long document. Somewhere in it there is a pass key; remember it.\n")
+        key_sentence = enc(f"The pass key is {keys[gold]}. Remember it: the pass key is {keys[gold]}.\n")
+        head = intro + key_sentence
         question = enc("\nWhat is the pass key? The pass key is")
         n_fill = max(0, length - len(head) - len(question))
-        start = rng.randrange(0, max(1, len(filler) - n_fill))
-        prefix = head + [int(x) for x in filler[start:start + n_fill]] + question
-        items.append((prefix, [enc(" " + k) for k in keys], [" " + k for k in keys], gold))
+        start = rng.randrange(0, max(1, len(filler) - n_fill - len(key_sentence)))
+        body = [int(x) for x in filler[start:start + n_fill]]
+        other = [int(x) for x in filler[start + n_fill:start + n_fill + len(key_sentence)]]
+        prefix = head + body + question
+        control = intro + other + body + question
+        items.append((prefix, [enc(" " + k) for k in keys], [" " + k for k in keys], gold, control))
     return items
+
+
+def memory_scores(run: Runner, extra, items) -> dict:
+    """acc: the gold key is the most likely of the 5; acc_vs_prior: the most likely relative to the same
+    prompt without the key sentence (removes the model's a-priori preference among the candidates);
+    gain: mean log p(gold | key stated) - log p(gold | no key), in nats, with its standard error."""
+    lines = [{"prefix": p, "continuations": c} for p, c, _, _, _ in items]
+    lines += [{"prefix": ctl, "continuations": c} for _, c, _, _, ctl in items]
+    res = run.batch(lines, extra)
+    n = len(items)
+    acc = acc_prior = 0
+    gains = []
+    for i, (_, _, _, gold, _) in enumerate(items):
+        with_key = [sum(lp) for lp in res[i]["continuations"]]
+        no_key = [sum(lp) for lp in res[n + i]["continuations"]]
+        acc += max(range(5), key=lambda j: with_key[j]) == gold
+        acc_prior += max(range(5), key=lambda j: with_key[j] - no_key[j]) == gold
+        gains.append(with_key[gold] - no_key[gold])
+    mean = sum(gains) / n
+    se = (sum((g - mean) ** 2 for g in gains) / max(1, n - 1) / n) ** 0.5
+    return {"acc": acc / n, "acc_vs_prior": acc_prior / n, "gain": mean, "gain_se": se}
 
 
 # ----- configurations --------------------------------------------------------------------------------------
@@ -245,8 +280,12 @@ def main(argv=None) -> int:
         for L, items in mem.items():
             if c == "base" and L > args.base_max_ctx:
                 continue
-            r[f"memory@{L} (n={len(items)})"] = choice_accuracy(run, configs[c], items)["acc"]
-            log(f"{c} memory@{L}: {r[f'memory@{L} (n={len(items)})']:.2f}")
+            m = memory_scores(run, configs[c], items)
+            r[f"memory@{L} (n={len(items)})"] = m["acc"]
+            r[f"memory@{L} acc vs prior (n={len(items)})"] = m["acc_vs_prior"]
+            r[f"memory@{L} gain, nats (n={len(items)})"] = m["gain"]
+            r[f"memory@{L} gain s.e. (n={len(items)})"] = m["gain_se"]
+            log(f"{c} memory@{L}: {m}")
         for k in r:
             if k not in res["measures"]:
                 res["measures"].append(k)

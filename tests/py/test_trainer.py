@@ -119,12 +119,28 @@ def test_memory_prompts_state_the_key_once_and_have_the_asked_length(base):
     filler = list(range(1000, 9000))
     items = eval_harness.memory_items(tok, filler, 300, trials=4, seed=1)
     assert len(items) == 4
-    for prefix, conts, texts, gold in items:
+    for prefix, conts, texts, gold, control in items:
         assert len(prefix) == 300 and len(conts) == len(texts) == 5 and 0 <= gold < 5
         key = texts[gold].strip()
         head = tok.decode(prefix[:60])
         assert head.count(key) == 2 and all(t.strip() not in head for i, t in enumerate(texts) if i != gold)
         assert tok.decode(prefix[-12:]).endswith("What is the pass key? The pass key is")
+        # The control: same length, no key, identical except where the key sentence was.
+        assert len(control) == 300 and key not in tok.decode(control)
+        diff = [i for i in range(300) if control[i] != prefix[i]]
+        assert diff and diff[0] > 10 and diff[-1] < 60
+
+
+def test_memory_control_measures_what_the_key_adds(base):
+    """Scored against the same prompt without the key sentence, the base model (which sees the key) prefers
+    the true key by a wide log-likelihood margin in every trial."""
+    import eval_harness
+    tok = base[1]
+    filler = eval_harness.heldout_stream(tok, 4000)
+    items = eval_harness.memory_items(tok, filler, 400, trials=3, seed=3)
+    run = eval_harness.Runner(BIN / "titan-run", MODEL, 2)
+    full = eval_harness.memory_scores(run, [], items)
+    assert full["acc_vs_prior"] == 1.0 and full["gain"] > 2.0 and full["gain_se"] < full["gain"] / 2
 
 
 def test_harness_perplexity_equals_the_python_reference(base):
