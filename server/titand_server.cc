@@ -89,17 +89,22 @@ absl::StatusOr<std::unique_ptr<TitandServer>> TitandServer::Start(const ServerOp
                                                      options.tokens, options.limits);
   grpc::ServerBuilder builder;
   std::string address = absl::StrCat(options.host, ":", options.port);
+  // gRPC sets SO_REUSEPORT by default: a second titand on the same port would start and the kernel would
+  // spread connections over both. One server per port: a busy port is a start-up error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, *creds, &impl->port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_bytes));
   builder.RegisterService(impl->service.get());
   impl->server = builder.BuildAndStart();
   if (!impl->server || impl->port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address, " (in use, or not an address of this host)"));
   }
   if (options.health_port > 0) {
     // A second server with no service of its own: only the default health service (and reflection).
     grpc::ServerBuilder hb;
     std::string haddress = absl::StrCat(options.host, ":", options.health_port);
+    hb.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     hb.AddListeningPort(haddress, grpc::InsecureServerCredentials(), &impl->health_port);
     hb.SetMaxReceiveMessageSize(4096);
     impl->health_server = hb.BuildAndStart();

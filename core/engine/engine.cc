@@ -122,8 +122,8 @@ absl::StatusOr<RequestId> EngineImpl::Enqueue(GenerateRequest req, ChunkCallback
   }
   RETURN_IF_ERROR(req.decode.Validate(rt_->model->config().vocab_size));
   if (req.decode.stop.max_tokens > config_.max_new_tokens)
-    return absl::InvalidArgumentError(absl::StrCat("stopping.max_tokens: must be in [0, ", config_.max_new_tokens,
-                                                   "] (the server's max_new_tokens), got ", req.decode.stop.max_tokens));
+    return absl::InvalidArgumentError(absl::StrCat("stopping.max_tokens: must be <= ", config_.max_new_tokens,
+                                                   " (the server's max_new_tokens), got ", req.decode.stop.max_tokens));
   if (!on_chunk) return absl::InvalidArgumentError("a chunk callback is required");
   int64_t history = 0;
   const std::string sid = req.session_id;

@@ -1,6 +1,7 @@
 """Live tests of titand: the real binary, the bundled model, the Python client (and titanctl, promtool,
 a real Prometheus). One shared server for most tests; separate servers for queue-full and restart."""
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import urllib.request
 import grpc
 import pytest
 
-from conftest_server import BIN, Titand, free_port, import_client, metric_value, need, wait_for
+from conftest_server import BIN, REPO, Titand, free_port, import_client, metric_value, need, wait_for
 
 MAX_NEW = 6  # tokens per turn (greedy, ignore_eos): every turn generates exactly this many
 
@@ -259,6 +260,16 @@ def test_titanctl_sessions_create_and_list_every_page(tc, tmp_path):
             assert c.get_session("chosen-id").history_tokens > 0
     finally:
         s.terminate()
+
+
+def test_a_second_server_on_a_busy_port_exits_with_an_error(server, tmp_path):
+    # gRPC's default SO_REUSEPORT would let it start and share the port (found by a fresh-user check).
+    port = server.address.rsplit(":", 1)[1]
+    args = [str(BIN / "titand"), "--model", "smollm2-135m", "--host", "127.0.0.1", "--port", port,
+            "--metrics-port", "0", "--session-dir", str(tmp_path / "s")]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, TITAND_MODELS_DIR=str(REPO / "models")))
+    assert r.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 def test_titand_help_lists_its_flags():
