@@ -307,6 +307,11 @@ int Run(sigset_t signals) {
     Log(absl::StrCat("bad flags: --weights: ", st.message()));
     return 2;
   }
+  // The name only (the device is resolved at load): a typo is a flag error before anything listens.
+  if (absl::Status st = ParseDtype(absl::GetFlag(FLAGS_dtype), at::kCPU).status(); !st.ok()) {
+    Log(absl::StrCat("bad flags: --dtype: ", st.message()));
+    return 2;
+  }
   if (config->snapshot_key.empty()) {
     Log("WARNING: session snapshots are not authenticated (no --snapshot-key-file): a file planted in the "
         "session dir would be restored as a session");

@@ -227,7 +227,8 @@ def test_metrics_serve_beside_slow_clients(secure_server):
 # Flag ranges
 
 @pytest.mark.parametrize("flag", ["--metrics-port=70000", "--threads=100000", "--max-id-length=5",
-                                  "--max-request-bytes=12parsecs", "--tls-cert=/dev/null"])
+                                  "--max-request-bytes=12parsecs", "--tls-cert=/dev/null", "--dtype=float64",
+                                  "--weights=nonsense"])
 def test_flags_out_of_range_exit_2(flag, tmp_path):
     # The flag comes last: it overrides the harmless defaults before it (absl: the last one wins).
     r = subprocess.run([str(need(BIN / "titand", "build titand")), "--port=0", "--metrics-port=0", flag],
