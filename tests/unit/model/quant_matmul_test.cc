@@ -2,8 +2,8 @@
 // weight formulas (int4: groups of 32, nibble order of GGUF blocks, bf16 scale and zero; int8: per-row bf16
 // scale), within the documented cost of quantising activations per block of 32 (each off by at most dx / 2)
 // plus float32 rounding; every row-tile size (1-4 and remainders), odd output counts, an int8 input length
-// that is not a multiple of 32; the AVX2 and portable paths give identical bits; a row's result does not
-// depend on the rows batched with it.
+// that is not a multiple of 32; the panel GEMM (float32 rounding only, panel boundaries, odd lengths); the AVX2
+// and portable paths give identical bits; a row's result does not depend on the rows batched with it.
 #include "core/model/quant_matmul.h"
 
 #include <gtest/gtest.h>
@@ -194,17 +194,19 @@ TEST(QuantMatmulPathsTest, PortableAndAvx2GiveIdenticalBits) {
   std::vector<uint16_t> s8(33);
   for (int n = 0; n < 33; ++n) s8[n] = Bf16Bits(0.003f * (n + 1));
   at::Tensor x4 = at::randn({6, 160}), x8 = at::randn({6, 150});
-  at::Tensor y[2][2];
+  at::Tensor y[2][4];  // int4 row kernel, int8 row kernel, int4 panel, int8 panel
   for (int portable = 0; portable < 2; ++portable) {
     UsePortableQuantKernels(portable == 1);
-    y[portable][0] = at::empty({6, 33});
-    y[portable][1] = at::empty({6, 33});
+    for (at::Tensor& t : y[portable]) t = at::empty({6, 33});
     Int4MatmulCpu(x4.data_ptr<float>(), 6, 160, c.codes.data(), c.sz.data(), 33, y[portable][0].data_ptr<float>());
     Int8MatmulCpu(x8.data_ptr<float>(), 6, 150, q8.data_ptr<int8_t>(), s8.data(), 33, y[portable][1].data_ptr<float>());
+    Int4PanelMatmulCpu(x4.data_ptr<float>(), 6, 160, c.codes.data(), c.sz.data(), 33,
+                       y[portable][2].data_ptr<float>());
+    Int8PanelMatmulCpu(x8.data_ptr<float>(), 6, 150, q8.data_ptr<int8_t>(), s8.data(), 33,
+                       y[portable][3].data_ptr<float>());
   }
   UsePortableQuantKernels(false);
-  EXPECT_TRUE(at::equal(y[0][0], y[1][0]));
-  EXPECT_TRUE(at::equal(y[0][1], y[1][1]));
+  for (int k = 0; k < 4; ++k) EXPECT_TRUE(at::equal(y[0][k], y[1][k])) << "kernel " << k;
   at::Tensor w = at::empty({33, 160}), w_portable = at::empty({33, 160});
   Int4DequantizeCpu(c.codes.data(), c.sz.data(), 33, 160, w.data_ptr<float>());
   UsePortableQuantKernels(true);
