@@ -257,7 +257,8 @@ bool FusedDecodeSupported(const std::vector<LayerState*>& states, const at::Tens
   }
   if (hybrid != nullptr) {
     const HybridParams& p = hybrid->params();
-    if (!p.mu.defined() || !FloatCpu(p.mu) || p.num_heads != q.size(1) || p.head_dim != q.size(2)) {
+    if (!p.mu.defined() || !FloatCpu(p.mu) || !p.mu.is_contiguous() || p.mu.numel() != q.size(1) ||
+        p.num_heads != q.size(1) || p.head_dim != q.size(2)) {
       return false;
     }
   }
@@ -289,7 +290,7 @@ at::Tensor FusedWindowDecodeCpu(const std::vector<LayerState*>& states, const st
   st.cos = rope_cos.p;
   st.sin = rope_sin.p;
   st.rope_row = rope_cos.row;
-  at::Tensor beta, alpha, mu;
+  at::Tensor beta, alpha;
   if (hybrid != nullptr) {
     const HybridParams& p = hybrid->params();
     TORCH_CHECK(p.num_heads == H && p.head_dim == D && p.num_kv_heads == Hkv,
@@ -315,8 +316,9 @@ at::Tensor FusedWindowDecodeCpu(const std::vector<LayerState*>& states, const st
       if (st.delta) st.beta.given = GateRows(beta, B, H, "beta");
       if (st.gated) st.alpha.given = GateRows(alpha, B, H, "alpha");
     }
-    mu = p.mu.to(at::kFloat).contiguous();
-    st.mu = mu.const_data_ptr<float>();
+    TORCH_CHECK(FloatCpu(p.mu) && p.mu.is_contiguous() && p.mu.numel() == H,
+                "FusedWindowDecodeCpu: mu must be float32 [", H, "] on the CPU (FusedDecodeSupported)");
+    st.mu = p.mu.const_data_ptr<float>();  // read in place: no per-step conversion
     st.feature_map = p.feature_map;
   }
   // The sink rotation of each sequence: angles min(t, W + N_s - 1) * inv_freq in fp32, as RopeCosSin.

@@ -32,8 +32,8 @@
 namespace titand {
 
 // Whether FusedWindowDecodeCpu can run this step: CPU tensors, float32 activations (q [B, H, D]), every
-// state's cache and memory float32 (or not allocated yet), even head dim, and (for a hybrid layer) mu on the
-// CPU and heads that match q.
+// state's cache and memory float32 (or not allocated yet), even head dim, and (for a hybrid layer) mu float32
+// [H] contiguous on the CPU and heads that match q.
 bool FusedDecodeSupported(const std::vector<LayerState*>& states, const at::Tensor& q, const HybridLayer* hybrid);
 
 // The decode step of B sequences through a windowed layer, fused (see above). RoPE is applied here too.
