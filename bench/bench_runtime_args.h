@@ -2,7 +2,7 @@
 // bench_generate): the common flags, the load with its error message, and the JSON header every report
 // starts with. Header-only.
 //   --model M (default smollm2-135m)  --tptt DIR  --dtype auto|float32|bfloat16|float16
-//   --device auto|cpu|cuda[:N]  --weights dtype|auto|f32|bf16|int8|int4  --threads N (0 = all cores)
+//   --device auto|cpu|cuda[:N]  --weights auto|dtype|f32|bf16|int8|int4  --threads N (0 = all cores)
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -27,7 +27,7 @@ inline bool ParseLoadArgs(const char* prog, int argc, char** argv, LoadOptions* 
   lo->tptt_dir = Arg(argc, argv, "tptt", "");
   lo->dtype = Arg(argc, argv, "dtype", "auto");
   lo->device = Arg(argc, argv, "device", "auto");
-  lo->weights = Arg(argc, argv, "weights", "dtype");
+  lo->weights = Arg(argc, argv, "weights", kDefaultWeights);
   if (absl::Status w = ParseWeightFormat(lo->weights).status(); !w.ok()) {
     std::cerr << prog << ": --weights: " << w.message() << "\n";
     return false;

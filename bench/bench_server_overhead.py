@@ -1,7 +1,7 @@
 """Server overhead per token: one streamed Generate through titand vs the bare runtime doing the same work.
 
   .venv/bin/python bench/bench_server_overhead.py [--threads 2] [--max-tokens 64] [--prompt-tokens 32]
-      [--reps 3] [--rounds 2] [--no-adapter] [--weights dtype|auto|...] [--temperature 0 --top-k 0 --top-p 1]
+      [--reps 3] [--rounds 2] [--no-adapter] [--weights auto|dtype|...] [--temperature 0 --top-k 0 --top-p 1]
       [--out FILE.json]
 
 Same model (bundled SmolLM2-135M + the bundled TPTT adapter unless --no-adapter), same threads, same
@@ -139,7 +139,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-adapter", action="store_true")
-    ap.add_argument("--weights", default="dtype", help="--weights for both sides (dtype|auto|f32|bf16|int8|int4)")
+    ap.add_argument("--weights", default="auto", help="--weights for both sides (auto|dtype|f32|bf16|int8|int4)")
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--top-k", type=int, default=0)
     ap.add_argument("--top-p", type=float, default=1.0)

@@ -97,8 +97,10 @@ def heldout_stream(tok, n_tokens: int):
 
 # ----- scoring through the C++ runtime ---------------------------------------------------------------------
 class Runner:
-    def __init__(self, titan_run: Path, model: Path, threads: int):
-        self.titan_run, self.model, self.threads = titan_run, model, threads
+    def __init__(self, titan_run: Path, model: Path, threads: int, weights: str = "dtype"):
+        # weights: titan-run's --weights; "dtype" (the file's weights as float) keeps the figures comparable
+        # with the Python reference and with every run recorded in BENCHMARKS.md.
+        self.titan_run, self.model, self.threads, self.weights = titan_run, model, threads, weights
 
     def batch(self, lines: list, extra: list[str]) -> list[dict]:
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
@@ -106,7 +108,8 @@ class Runner:
                 f.write(json.dumps(x) + "\n")
         try:
             r = subprocess.run([str(self.titan_run), "score", "--model", str(self.model), "--threads",
-                                str(self.threads), "--batch", f.name, *extra], capture_output=True, text=True)
+                                str(self.threads), "--weights", self.weights, "--batch", f.name, *extra],
+                               capture_output=True, text=True)
         finally:
             os.unlink(f.name)
         if r.returncode != 0:
@@ -221,6 +224,9 @@ def main(argv=None) -> int:
     ap.add_argument("--memory-trials", type=int, default=10)
     ap.add_argument("--base-max-ctx", type=int, default=4096, help="longest memory prompt the base model runs")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weights", default="dtype",
+                    help="titan-run --weights (dtype = the GGUF dequantised to float, as every recorded run; "
+                         "auto = int4/int8 as titand serves it by default)")
     ap.add_argument("--out", required=True, help="JSON results; the Markdown table goes beside it (.md)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the configurations already in --out (same sizes required) and add the others: "
@@ -232,7 +238,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     _, tok = load_base(args.model)  # tokenizer (from the cached dequantised copy)
     del _
-    run = Runner(Path(args.titan_run), Path(args.model), args.threads)
+    run = Runner(Path(args.titan_run), Path(args.model), args.threads, args.weights)
     ppl = [(int(c), int(n)) for c, n in (x.split(":") for x in args.ppl.split(",") if x)]
     need = max([c * n for c, n in ppl] + [max(map(int, args.memory.split(","))) * 2 if args.memory else 0])
     held = heldout_stream(tok, need)
@@ -247,10 +253,11 @@ def main(argv=None) -> int:
     mem = {L: memory_items(tok, held, L, args.memory_trials, seed=1) for L in mem_lengths}
 
     out = Path(args.out)
-    sizes = {k: getattr(args, k) for k in ("model", "ppl", "task_docs", "memory", "memory_trials", "base_max_ctx")}
+    sizes = {k: getattr(args, k) for k in ("model", "weights", "ppl", "task_docs", "memory", "memory_trials",
+                                          "base_max_ctx")}
     old = json.loads(out.read_text()) if args.keep and out.exists() else None
     if old is not None:  # checked before any work: a refused --keep costs nothing
-        if old.get("sizes") != sizes:
+        if {"weights": "dtype", **old.get("sizes", {})} != sizes:  # runs before --weights were dense
             raise SystemExit(f"--keep: {out} was measured with {old.get('sizes')}, this run asks for {sizes}")
         if old.get("adapter") != args.adapter and any(c != "base" for c in old["configs"]):
             raise SystemExit(f"--keep: {out} holds adapter {old.get('adapter')}, this run {args.adapter}")

@@ -3,7 +3,7 @@
 //   score    --model M (--text T | --text-file F | --ids 1,2,3)      -> JSON {ids, logprobs}; --batch F -> JSON lines
 //   tokenize --model M (--text T | --text-file F)                    -> JSON {ids}
 //   info     --model M                                               -> JSON
-// Common: --dtype auto|float32|bfloat16|float16, --weights dtype|auto|f32|bf16|int8|int4, --device auto|cpu|cuda[:N], --threads N, --tptt DIR, --session FILE.
+// Common: --dtype auto|float32|bfloat16|float16, --weights auto|dtype|f32|bf16|int8|int4 (default auto), --device auto|cpu|cuda[:N], --threads N, --tptt DIR, --session FILE.
 // Errors: one line on stderr, exit status 1 (2 for usage errors).
 #include <algorithm>
 #include <chrono>
@@ -34,8 +34,8 @@ const char kUsage[] =
     "            or --batch F: one line per input, [ids] or {prefix, continuations}  (JSON lines)\n"
     "  tokenize  --text TEXT | --text-file F [--parse-special]                 (JSON: ids; bad UTF-8: error)\n"
     "  info                                                                     (JSON)\n"
-    "common: --dtype auto|float32|bfloat16|float16  --weights dtype|auto|f32|bf16|int8|int4 (auto on CPU: GGUF Q4_x -> "
-    "int4, Q8_0/Q5/Q6 -> int8, floats -> --dtype)  --device auto|cpu|cuda[:N]  --threads N  --tptt DIR  --mu X (override the adapter's gate)\n";
+    "common: --dtype auto|float32|bfloat16|float16  --weights auto|dtype|f32|bf16|int8|int4 (default auto: on CPU GGUF Q4_x -> "
+    "int4, Q8_0/Q5/Q6 -> int8, floats -> --dtype; dtype = dense in --dtype)  --device auto|cpu|cuda[:N]  --threads N  --tptt DIR  --mu X (override the adapter's gate)\n";
 
 }  // namespace
 
@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadFromArgs(const Args& a) {
   ASSIGN_OR_RETURN(lo.model, a.Require("model"));
   lo.dtype = a.Get("dtype", "auto");
   lo.device = a.Get("device", "auto");
-  lo.weights = a.Get("weights", "dtype");
+  lo.weights = a.Get("weights", titand::kDefaultWeights);
   lo.tptt_dir = a.Get("tptt");
   ASSIGN_OR_RETURN(auto threads, a.GetInt("threads"));
   lo.threads = threads.value_or(0);
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     std::cerr << "titan-run: error: " << args.status().message() << "\n" << kUsage;
     return 2;
   }
-  if (absl::Status w = titand::ParseWeightFormat(args->Get("weights", "dtype")).status(); !w.ok()) {
+  if (absl::Status w = titand::ParseWeightFormat(args->Get("weights", titand::kDefaultWeights)).status(); !w.ok()) {
     std::cerr << "titan-run: error: --weights: " << w.message() << "\n" << kUsage;
     return 2;
   }

@@ -85,9 +85,9 @@ ABSL_FLAG(int, session_write_threads, 2,
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
 ABSL_FLAG(std::string, dtype, "auto", "weights/activations dtype: auto (bfloat16 on CUDA, float32 on CPU) | "
           "float32 | bfloat16 | float16; session memory is float32 always");
-ABSL_FLAG(std::string, weights, "dtype",
-          "linear/embedding weight storage: dtype (dense in --dtype) | auto (CPU: a GGUF's Q4_x -> int4, Q8_0/Q5/Q6 "
-          "-> int8, floats -> --dtype; CUDA: --dtype) | f32 | bf16 | int8 (per-channel) | int4 (group 32); "
+ABSL_FLAG(std::string, weights, titand::kDefaultWeights,
+          "linear/embedding weight storage: auto (CPU: a GGUF's Q4_x -> int4, Q8_0/Q5/Q6 -> int8, floats -> "
+          "--dtype; CUDA: --dtype) | dtype (dense in --dtype: the file's weights exactly, as float) | f32 | bf16 | int8 (per-channel) | int4 (group 32); "
           "int8/int4 are CPU-only");
 ABSL_FLAG(std::string, device, "auto", "auto (cuda:0 when LibTorch has CUDA and sees a GPU, else cpu) | cpu | cuda[:N]");
 ABSL_FLAG(double, drain_grace, 30, "seconds running calls get to finish on shutdown");

@@ -171,13 +171,15 @@ int64_t CausalLM::WeightBytes() const {
 }
 
 std::string CausalLM::WeightFormatSummary() const {
-  std::string f = layers_.empty() ? WeightFormatName(lm_head_.format()) : WeightFormatName(layers_[0].wqkv.format());
+  const std::string head = WeightFormatName(lm_head_.format());
+  std::string f = layers_.empty() ? head : WeightFormatName(layers_[0].wqkv.format());
   for (const Layer& L : layers_) {
     for (const LinearWeight* l : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) {
-      if (f != WeightFormatName(l->format())) return "mixed";
+      if (f != WeightFormatName(l->format())) f = "mixed";
     }
   }
-  return f;
+  // --weights auto stores a GGUF's Q8_0 LM head as int8 beside int4 layers: say so rather than hide it.
+  return head == f ? f : f + ", LM head " + head;
 }
 
 int64_t CausalLM::StateBytesAt(int64_t tokens) const {

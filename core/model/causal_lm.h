@@ -53,7 +53,8 @@ class CausalLM {
   int64_t ParameterCount() const;
   // Bytes held by the weights as stored at run time (packed int4/int8 + scales, or dense).
   int64_t WeightBytes() const;
-  // The format of the layer linears ("int4", "int8", "f32", ...; "mixed" if they differ), for reports.
+  // The format of the layer linears ("int4", "int8", "f32", ...; "mixed" if they differ), followed by
+  // ", LM head <format>" when the LM head is stored differently ("int4, LM head int8"), for reports.
   std::string WeightFormatSummary() const;
 
   // Bytes of a SequenceState that has processed `tokens` tokens (equals SequenceState::ByteSize()).

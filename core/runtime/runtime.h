@@ -15,6 +15,12 @@
 
 namespace titand {
 
+// The default run-time weight storage of every front end (titand --weights, titan-run, the benches):
+// "auto" keeps a GGUF's quantised tensors quantised on CPU (Q4_x -> int4, Q8_0/Q5/Q6 -> int8), as llama.cpp
+// serves them; everything else (safetensors floats, CUDA) is dense in the model dtype. Reference comparisons
+// that need the file's weights exactly as float ask for "dtype".
+inline constexpr char kDefaultWeights[] = "auto";
+
 struct LoadOptions {
   std::string model;        // path to .gguf, a Hugging Face folder, or an alias ("smollm2-135m")
   std::string tptt_dir;     // TPTT adapter folder; empty = plain model
@@ -22,7 +28,7 @@ struct LoadOptions {
   std::string device = "auto";  // "auto" (cuda:0 when LibTorch has CUDA and sees a GPU, else CPU) | "cpu" | "cuda[:N]"
   // Linear/embedding weight storage: "dtype" (dense in dtype) | "auto" | "f32" | "bf16" | "int8" | "int4"
   // (core/model/weight_loader.h).
-  std::string weights = "dtype";
+  std::string weights = kDefaultWeights;
   int threads = 0;          // intra-op threads; 0 = all cores
   // Adapter override (tests, ablations): every mu forced to this value (0 = softmax branch alone).
   std::optional<double> mu_override;

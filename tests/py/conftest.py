@@ -11,6 +11,10 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("TITAND_BUILD_DIR", REPO / "build"))
 BIN = BUILD / "bin"
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The file's weights exactly, as float: what comparisons with an independent reference (Transformers, the
+# Python reference) and the split/restore invariances need. The front ends default to --weights auto, whose
+# int4/int8 kernels are tested on their own (test_quantized_weights.py, tests/unit/model/).
+EXACT_WEIGHTS = ("--weights", "dtype")
 
 
 def binary(name: str) -> Path:

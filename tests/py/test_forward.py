@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import REPO, binary, hf_gguf_model, hf_gguf_tokenizer, run_json
+from conftest import EXACT_WEIGHTS, REPO, binary, hf_gguf_model, hf_gguf_tokenizer, run_json
 
 
 
@@ -31,7 +31,7 @@ def hf_logprobs(model, ids):
 
 
 def score(model_arg, tmp_path, text=None, ids=None, extra=()):
-    args = [binary("titan-run"), "score", "--model", model_arg, *extra]
+    args = [binary("titan-run"), "score", "--model", model_arg, *EXACT_WEIGHTS, *extra]
     if ids is not None:
         args += ["--ids", ",".join(map(str, ids))]
     else:
@@ -83,7 +83,7 @@ def test_smollm2_bf16_close_to_fp32_reference(model_path, tmp_path):
 
 def test_smollm2_greedy_generation_matches_transformers(model_path):
     prompt = "The three most important ideas in the history of computing are"
-    out = run_json([binary("titan-run"), "generate", "--model", model_path, "--prompt", prompt,
+    out = run_json([binary("titan-run"), "generate", "--model", model_path, *EXACT_WEIGHTS, "--prompt", prompt,
                     "--max-tokens", "32", "--json"], timeout=600)
     ids = out["prompt_ids"]
     assert ids == hf_gguf_tokenizer()(prompt, add_special_tokens=False)["input_ids"]

@@ -13,6 +13,7 @@ The same figures in pieces of 16 or 64 (the long-input paths) and one token at a
 activations cost nothing measurable (8-bit activations, tried, tripled auto's mean drift).
 The bounds sit ~1.5x above (agreement 2-4 points below), so a real accuracy regression fails them.
 """
+import re
 import subprocess
 
 import pytest
@@ -54,9 +55,9 @@ def test_int4_drift_is_bounded(drift):
 
 
 def test_auto_keeps_the_files_precision(drift):
-    # Q4_1 layer linears -> int4 (the reported format is the layer linears'); the Q8_0 embedding/head -> int8.
+    # Q4_1 layer linears -> int4; the Q8_0 embedding/head -> int8 (and the report says both).
     a = drift[0]["auto"]
-    assert a["format"] == "int4"
+    assert a["format"] == "int4, LM head int8"
     assert a["weight_bytes"] < drift[0]["int8"]["weight_bytes"]
     check(a, "auto")
     # Q4_1 repacked without a float round trip drifts less than requantising it to int8.
@@ -79,3 +80,17 @@ def test_bad_weights_flag_is_a_usage_error(model_path):
         r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120)
         assert r.returncode == 2, (tool, r.returncode, r.stderr)
         assert "int3" in r.stderr and "auto|f32|bf16|int8|int4" in r.stderr, r.stderr
+
+
+def test_auto_is_the_default_and_dtype_keeps_the_file_as_float(model_path):
+    """Every front end defaults to --weights auto (a GGUF's Q4_1 served as int4, as llama.cpp serves it);
+    --weights dtype is the file dequantised to float32, 4x the bytes."""
+    default = run_json([binary("titan-run"), "info", "--model", model_path])
+    auto = run_json([binary("titan-run"), "info", "--model", model_path, "--weights", "auto"])
+    dense = run_json([binary("titan-run"), "info", "--model", model_path, "--weights", "dtype"])
+    assert default["weights"] == auto["weights"] == "int4, LM head int8"
+    assert default["weight_bytes"] == auto["weight_bytes"] < dense["weight_bytes"] / 4
+    assert dense["weights"] == "f32"
+    r = subprocess.run([str(binary("titand")), "--helpfull"], capture_output=True, text=True, timeout=60)
+    m = re.search(r'--weights \(linear/embedding weight storage: .*?; default: "(\w+)"', r.stdout, re.S)
+    assert m and m.group(1) == "auto", r.stdout

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MODEL, REPO, binary, hf_gguf_model, hf_gguf_tokenizer, run_json
+from conftest import EXACT_WEIGHTS, MODEL, REPO, binary, hf_gguf_model, hf_gguf_tokenizer, run_json
 
 sys.path.insert(0, str(REPO / "tools"))
 from titand_ref import adapter as ad  # noqa: E402
@@ -64,7 +64,7 @@ def make_adapter(base_model, out: Path, seed=0, **kw) -> TPTTModel:
 
 
 def score(tmp_path, text=None, extra=(), session=None, ids=None):
-    args = [binary("titan-run"), "score", "--model", MODEL, *extra]
+    args = [binary("titan-run"), "score", "--model", MODEL, *EXACT_WEIGHTS, *extra]
     if ids is not None:
         args += ["--ids", ",".join(map(str, ids))]
     else:
@@ -169,7 +169,7 @@ def test_all_layers_converted_state_is_constant(base, tmp_path):
 
 def test_generation_from_restored_and_forked_session(random_adapter, tmp_path):
     d, _ = random_adapter
-    gen = [binary("titan-run"), "generate", "--model", MODEL, "--tptt", d, "--max-tokens", "24", "--json"]
+    gen = [binary("titan-run"), "generate", "--model", MODEL, *EXACT_WEIGHTS, "--tptt", d, "--max-tokens", "24", "--json"]
     whole = run_json(gen + ["--prompt", TEXT_A + TEXT_B])
     sess = tmp_path / "g.ttss"
     tok = hf_gguf_tokenizer()

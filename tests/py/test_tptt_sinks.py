@@ -13,7 +13,7 @@ import shutil
 
 import torch
 
-from conftest import MODEL, binary, hf_gguf_model, hf_gguf_tokenizer, run_json
+from conftest import EXACT_WEIGHTS, MODEL, binary, hf_gguf_model, hf_gguf_tokenizer, run_json
 from test_tptt_runtime import base, long_text, make_adapter, max_diff, run_err, score  # noqa: F401
 from titand_ref import adapter as ad
 from titand_ref.score import token_logprobs
@@ -112,7 +112,7 @@ def test_split_invariance_across_gap_opening_and_fixed_state(base, tmp_path):
     assert st["constant_after_tokens"] == W + NS - 1
     assert st["bytes_at_window_limit"] == sizes[-1] - 4  # score's state_bytes include the pending token id
     # greedy generation continuing a restored session == generating from the whole prompt
-    gen = [binary("titan-run"), "generate", "--model", MODEL, "--tptt", d, "--max-tokens", "12", "--json"]
+    gen = [binary("titan-run"), "generate", "--model", MODEL, *EXACT_WEIGHTS, "--tptt", d, "--max-tokens", "12", "--json"]
     tok = hf_gguf_tokenizer()
     prompt = tok.decode(ids[:W + NS + 10])
     full = run_json(gen + ["--prompt", prompt])
