@@ -181,6 +181,8 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerCon
   resp->set_max_new_tokens(summary_.max_new_tokens);
   resp->set_max_queue(summary_.max_queue);
   resp->set_max_running(summary_.max_running);
+  resp->set_weights(summary_.weights);
+  resp->set_weight_bytes(summary_.weight_bytes);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -253,6 +253,8 @@ ModelSummary Summarize(const Runtime& rt, const EngineConfig& c, const std::stri
   s.architecture = rt.config.arch;
   s.adapter_id = rt.adapter_id;
   s.dtype = DtypeName(rt.model->options().dtype);  // resolved ("auto" -> what was chosen)
+  s.weights = rt.model->WeightFormatSummary();
+  s.weight_bytes = rt.model->WeightBytes();
   s.vocab_size = rt.config.vocab_size;
   s.num_layers = rt.config.num_layers;
   s.hidden_size = rt.config.hidden_size;

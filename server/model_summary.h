@@ -14,6 +14,8 @@ struct ModelSummary {
   std::string architecture;
   std::string adapter_id;
   std::string dtype;
+  std::string weights;       // CausalLM::WeightFormatSummary()
+  int64_t weight_bytes = 0;
   int64_t vocab_size = 0;
   int64_t num_layers = 0;
   int64_t hidden_size = 0;

@@ -137,17 +137,12 @@ int Generate(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
   return Stream(stub, req);
 }
 
-// `args` after "chat" (if any) are the first message; then one message per line of stdin.
+// `args` after "chat" (if any) are the first message; then one message per line of stdin. Without
+// --session a new session is created at the first message (a chat left before it creates nothing).
 int Chat(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
   std::string session = absl::GetFlag(FLAGS_session);
-  if (session.empty()) {
-    grpc::ClientContext ctx;
-    v1::Session s;
-    grpc::Status st = stub.CreateSession(&ctx, v1::CreateSessionRequest(), &s);
-    if (!st.ok()) return Fail(st);
-    session = s.id();
-  }
-  std::cerr << "session " << session << " (empty line or /quit to leave)\n";
+  std::cerr << (session.empty() ? std::string("new session") : "session " + session)
+            << " (empty line or /quit to leave)\n";
   std::string line;
   std::string first;
   for (size_t i = 1; i < args.size(); ++i) first += (i > 1 ? " " : "") + args[i];
@@ -159,6 +154,15 @@ int Chat(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
       if (!std::getline(std::cin, line)) break;
     }
     if (line.empty() || line == "/quit") break;
+    if (session.empty()) {
+      grpc::ClientContext ctx;
+      SetDeadline(&ctx);
+      v1::Session s;
+      grpc::Status st = stub.CreateSession(&ctx, v1::CreateSessionRequest(), &s);
+      if (!st.ok()) return Fail(st);
+      session = s.id();
+      std::cerr << "session " << session << "\n";
+    }
     v1::GenerateRequest req;
     req.set_session_id(session);
     v1::ChatMessage* m = req.mutable_chat()->add_messages();

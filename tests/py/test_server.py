@@ -50,6 +50,8 @@ def test_health_not_serving_until_warm(server, client):
     assert client.health() == "SERVING"
     info = client.model_info()
     assert info.architecture == "llama" and info.num_layers == 30 and info.vocab_size == 49152
+    # --weights auto (the default): the Q4_1 layers as int4, the Q8_0 head as int8, ~127 MB
+    assert info.weights == "int4, LM head int8" and 100e6 < info.weight_bytes < 150e6, info
 
 
 def test_sessions_equal_stateless_over_history(client):
@@ -258,6 +260,20 @@ def test_titanctl_sessions_create_and_list_every_page(tc, tmp_path):
         assert r.returncode == 0 and r.stdout.strip(), r.stdout + r.stderr
         with tc.Client(s.address) as c:
             assert c.get_session("chosen-id").history_tokens > 0
+        # `chat` left before its first message creates no session (it used to leave an empty one).
+        r = subprocess.run([ctl, "--addr", s.address, "chat"], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([ctl, "--addr", s.address, "sessions", "list"], capture_output=True, text=True,
+                           timeout=60)
+        assert len(json.loads(r.stdout)) == 1005, r.stdout[-500:]
+        # a new session is made at the first message and named on stderr
+        r = subprocess.run([ctl, "--addr", s.address, "--max-tokens", "2", "chat", "Hi"], capture_output=True,
+                           text=True, timeout=120, stdin=subprocess.DEVNULL)
+        made = [x.split()[1] for x in r.stderr.splitlines() if x.startswith("session ")]
+        assert r.returncode == 0 and len(made) == 1, r.stderr
+        with tc.Client(s.address) as c:
+            assert c.get_session(made[0]).history_tokens > 0
     finally:
         s.terminate()
 

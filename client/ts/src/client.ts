@@ -79,6 +79,7 @@ export interface ModelInfo {
   modelId: string; modelPath: string; format: string; architecture: string; adapterId: string;
   vocabSize: number; numLayers: number; hiddenSize: number; eosTokenId: number; dtype: string;
   maxPromptTokens: number; maxNewTokens: number; maxQueue: number; maxRunning: number;
+  weights: string; weightBytes: number;
 }
 
 export interface CallOptions {
