@@ -249,6 +249,7 @@ absl::Status RunInfo(const Args& a) {
   j["name"] = c.name;
   j["dtype"] = DtypeName(rt->model->options().dtype);
   j["device"] = rt->model->options().device.str();
+  j["threads"] = rt->intra_op_threads;  // --threads resolved (0 -> the CPUs this process may use)
   j["model_id"] = rt->model_id;
   j["parameters"] = rt->model->ParameterCount();
   j["weights"] = rt->model->WeightFormatSummary();

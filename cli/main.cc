@@ -19,6 +19,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/common/status.h"
+#include "core/runtime/cpu_budget.h"
 
 namespace titand::cli {
 namespace {
@@ -106,8 +107,8 @@ int main(int argc, char** argv) {
     std::cerr << "titan-run: error: --weights: " << w.message() << "\n" << kUsage;
     return 2;
   }
-  {  // as titand: 0 = all cores, more threads than cores never help (and oversubscribe OpenMP)
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  {  // as titand: 0 = every CPU this process may use, more never help (and oversubscribe OpenMP)
+    const int cores = titand::AvailableCores();
     auto threads = args->GetInt("threads");
     if (!threads.ok() || (*threads && (**threads < 0 || **threads > cores))) {
       std::cerr << "titan-run: error: --threads: "

@@ -35,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/engine/engine.h"
 #include "core/runtime/device.h"
+#include "core/runtime/cpu_budget.h"
 #include "core/runtime/runtime.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
@@ -82,7 +83,8 @@ ABSL_FLAG(bool, session_write_through, true,
 ABSL_FLAG(int, session_write_threads, 2,
           "threads writing turn-end snapshots off the engine thread (1-64; the turn's final message waits "
           "for its write, other sessions keep decoding)");
-ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
+ABSL_FLAG(int, threads, 0, "intra-op threads (0 = every CPU this process may use: its affinity mask and cgroup CPU "
+          "quota, not the host's core count)");
 ABSL_FLAG(std::string, dtype, "auto", "weights/activations dtype: auto (bfloat16 on CUDA, float32 on CPU) | "
           "float32 | bfloat16 | float16; session memory is float32 always");
 ABSL_FLAG(std::string, weights, titand::kDefaultWeights,
@@ -136,7 +138,7 @@ absl::Status Range(const char* flag, double v, double lo, double hi) {
 
 // Every numeric flag against its range (the engine/server Validate()s check consistency after this).
 absl::Status CheckFlagRanges() {
-  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  const int cores = AvailableCores();  // affinity and cgroup CPU quota (core/runtime/cpu_budget.h)
   for (absl::Status st : {
            Range("port", absl::GetFlag(FLAGS_port), 0, 65535),
            Range("metrics-port", absl::GetFlag(FLAGS_metrics_port), 0, 65535),
@@ -146,7 +148,7 @@ absl::Status CheckFlagRanges() {
            Range("max-step-tokens", absl::GetFlag(FLAGS_max_step_tokens), 1, 1 << 20),
            Range("prefill-chunk", absl::GetFlag(FLAGS_prefill_chunk), 1, 1 << 20),
            Range("session-ttl", absl::GetFlag(FLAGS_session_ttl), 1, 365.0 * 86400),
-           Range("threads", absl::GetFlag(FLAGS_threads), 0, cores),  // 0 = all cores; more never helps
+           Range("threads", absl::GetFlag(FLAGS_threads), 0, cores),  // 0 = all usable; more never helps
            Range("drain-grace", absl::GetFlag(FLAGS_drain_grace), 0, 86400),
            Range("stream-buffer", absl::GetFlag(FLAGS_stream_buffer), 1, 1 << 16),
            Range("auth-reload-interval", absl::GetFlag(FLAGS_auth_reload_interval), 0, 86400),
@@ -382,6 +384,8 @@ int Run(sigset_t signals) {
   Log(absl::StrCat("model loaded: ", (*rt)->model_path, " (", (*rt)->config.arch, ", ", (*rt)->config.num_layers,
                    " layers, weights ", (*rt)->model->WeightFormatSummary(),
                    (*rt)->adapter_id.empty() ? "" : ", adapter " + (*rt)->adapter_id, ")"));
+  Log(absl::StrCat("intra-op threads ", (*rt)->intra_op_threads, "; CPUs this process may use: ",
+                   ReadCpuBudget().ToString()));
   ModelSummary summary = Summarize(**rt, *config, load.dtype);
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*config, std::move(*rt));
   if (!engine.ok()) {

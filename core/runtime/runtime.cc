@@ -1,5 +1,7 @@
 #include "core/runtime/runtime.h"
 
+#include "core/runtime/cpu_budget.h"
+
 #include "core/runtime/device.h"
 
 #include <dlfcn.h>
@@ -124,8 +126,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> LoadOnThisThread(const LoadOptions& opt
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Runtime>> LoadRuntime(const LoadOptions& opt) {
-  const int threads =
-      std::max(1, opt.threads > 0 ? opt.threads : static_cast<int>(std::thread::hardware_concurrency()));
+  // 0 = the CPUs this process may use (affinity and cgroup quota, core/runtime/cpu_budget.h), not the host's.
+  const int threads = std::max(1, opt.threads > 0 ? opt.threads : AvailableCores());
   KeepBlasSingleThreaded();
   // Loading runs on a thread of its own with `threads` intra-op threads: its OpenMP pool ends with it, so the
   // only pool left is the one of the thread that runs the model (the caller here; titand's engine thread).

@@ -3,8 +3,10 @@ other, token-file reload, quotas, request limits that never echo input, flag ran
 mutual TLS with a CA made at test time (openssl CLI), HMAC-signed snapshots that refuse planted files,
 and a metrics endpoint that slow clients cannot stall."""
 import hashlib
+import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import struct
@@ -236,6 +238,23 @@ def test_flags_out_of_range_exit_2(flag, tmp_path):
     assert r.returncode == 2, (flag, r.returncode, r.stderr[-2000:])
     name = flag.split("=")[0].lstrip("-")
     assert "bad flags" in r.stderr and (name in r.stderr or "TLS" in r.stderr), r.stderr[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+def test_threads_follow_the_cpus_the_process_may_use():
+    # Under a one-CPU affinity mask (what a cpuset or Kubernetes' static CPU manager gives a container) --threads
+    # 0 means 1 and 2 is refused: the host's core count does not count (core/runtime/cpu_budget.h; the cgroup
+    # quota half is unit-tested on fake cgroup trees in tests/unit/runtime/cpu_budget_test.cc).
+    one = ["taskset", "-c", str(sorted(os.sched_getaffinity(0))[0])]
+    info = json.loads(subprocess.run(one + [str(BIN / "titan-run"), "info", "--model", "smollm2-135m"],
+                                     capture_output=True, text=True, timeout=120, check=True).stdout)
+    assert info["threads"] == 1, info
+    r = subprocess.run(one + [str(BIN / "titand"), "--port=0", "--metrics-port=0", "--threads=2"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--threads: 2 outside [0, 1]" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run(one + [str(BIN / "titan-run"), "info", "--model", "smollm2-135m", "--threads", "2"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--threads: 2 outside [0, 1]" in r.stderr, r.stderr[-2000:]
 
 
 def test_bad_secret_files_exit_2_without_leaking(tmp_path):
