@@ -2,7 +2,7 @@
 // bench_generate): the common flags, the load with its error message, and the JSON header every report
 // starts with. Header-only.
 //   --model M (default smollm2-135m)  --tptt DIR  --dtype auto|float32|bfloat16|float16
-//   --device auto|cpu|cuda[:N]  --weights auto|dtype|f32|bf16|int8|int4  --threads N (0 = all cores)
+//   --device auto|cpu|cuda[:N]  --weights auto|dtype|f32|bf16|int8|int4  --threads N (0 = the CPUs this process may use)
 #pragma once
 
 #include <ATen/Parallel.h>

@@ -29,7 +29,7 @@ struct LoadOptions {
   // Linear/embedding weight storage: "dtype" (dense in dtype) | "auto" | "f32" | "bf16" | "int8" | "int4"
   // (core/model/weight_loader.h).
   std::string weights = kDefaultWeights;
-  int threads = 0;          // intra-op threads; 0 = all cores
+  int threads = 0;          // intra-op threads; 0 = AvailableCores() (affinity + cgroup quota, cpu_budget.h)
   // Adapter override (tests, ablations): every mu forced to this value (0 = softmax branch alone).
   std::optional<double> mu_override;
 };
