@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/common/status.h"
@@ -112,7 +113,8 @@ int main(int argc, char** argv) {
     auto threads = args->GetInt("threads");
     if (!threads.ok() || (*threads && (**threads < 0 || **threads > cores))) {
       std::cerr << "titan-run: error: --threads: "
-                << (threads.ok() ? absl::StrCat(**threads, " outside [0, ", cores, "]") : std::string(threads.status().message()))
+                << (threads.ok() ? absl::StrCat(**threads, " outside [0, ", cores, "]")
+                                 : std::string(absl::StripPrefix(threads.status().message(), "--threads: ")))
                 << "\n" << kUsage;
       return 2;
     }

@@ -141,6 +141,7 @@ int Generate(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
 // --session a new session is created at the first message (a chat left before it creates nothing).
 int Chat(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
   std::string session = absl::GetFlag(FLAGS_session);
+  bool created = false;  // made here and no turn of it has finished yet: removed again if its first turn fails
   std::cerr << (session.empty() ? std::string("new session") : "session " + session)
             << " (empty line or /quit to leave)\n";
   std::string line;
@@ -161,6 +162,7 @@ int Chat(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
       grpc::Status st = stub.CreateSession(&ctx, v1::CreateSessionRequest(), &s);
       if (!st.ok()) return Fail(st);
       session = s.id();
+      created = true;
       std::cerr << "session " << session << "\n";
     }
     v1::GenerateRequest req;
@@ -169,7 +171,18 @@ int Chat(v1::Inference::Stub& stub, const std::vector<std::string>& args) {
     m->set_role("user");
     m->set_content(line);
     FillSampling(&req);
-    if (int rc = Stream(stub, req); rc != 0) return rc;
+    if (int rc = Stream(stub, req); rc != 0) {
+      if (created) {  // a refused or failed first turn (bad sampling, too many tokens) leaves no empty session
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx);
+        v1::DeleteSessionRequest del;
+        del.set_session_id(session);
+        v1::DeleteSessionResponse resp;
+        (void)stub.DeleteSession(&ctx, del, &resp);
+      }
+      return rc;
+    }
+    created = false;
   }
   return 0;
 }

@@ -267,6 +267,13 @@ def test_titanctl_sessions_create_and_list_every_page(tc, tmp_path):
         r = subprocess.run([ctl, "--addr", s.address, "sessions", "list"], capture_output=True, text=True,
                            timeout=60)
         assert len(json.loads(r.stdout)) == 1005, r.stdout[-500:]
+        # nor does a chat whose first turn is refused (the session made for it is removed again)
+        r = subprocess.run([ctl, "--addr", s.address, "--top-p", "2", "chat", "Hi"], capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode != 0 and "INVALID_ARGUMENT" in r.stderr, r.stderr
+        r = subprocess.run([ctl, "--addr", s.address, "sessions", "list"], capture_output=True, text=True,
+                           timeout=60)
+        assert len(json.loads(r.stdout)) == 1005, r.stdout[-500:]
         # a new session is made at the first message and named on stderr
         r = subprocess.run([ctl, "--addr", s.address, "--max-tokens", "2", "chat", "Hi"], capture_output=True,
                            text=True, timeout=120, stdin=subprocess.DEVNULL)
