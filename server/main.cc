@@ -34,8 +34,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/engine/engine.h"
-#include "core/runtime/device.h"
 #include "core/runtime/cpu_budget.h"
+#include "core/runtime/device.h"
 #include "core/runtime/runtime.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
@@ -89,8 +89,8 @@ ABSL_FLAG(std::string, dtype, "auto", "weights/activations dtype: auto (bfloat16
           "float32 | bfloat16 | float16; session memory is float32 always");
 ABSL_FLAG(std::string, weights, titand::kDefaultWeights,
           "linear/embedding weight storage: auto (CPU: a GGUF's Q4_x -> int4, Q8_0/Q5/Q6 -> int8, floats -> "
-          "--dtype; CUDA: --dtype) | dtype (dense in --dtype: the file's weights exactly, as float) | f32 | bf16 | int8 (per-channel) | int4 (group 32); "
-          "int8/int4 are CPU-only");
+          "--dtype; CUDA: --dtype) | dtype (dense in --dtype: the file's weights exactly, as float) | f32 | bf16 | "
+          "int8 (per-channel) | int4 (group 32); int8/int4 are CPU-only");
 ABSL_FLAG(std::string, device, "auto", "auto (cuda:0 when LibTorch has CUDA and sees a GPU, else cpu) | cpu | cuda[:N]");
 ABSL_FLAG(double, drain_grace, 30, "seconds running calls get to finish on shutdown");
 ABSL_FLAG(std::string, shared_store, "",

@@ -25,12 +25,13 @@ struct CpuBudget {
   std::string quota_source;          // the file that set it ("/sys/fs/cgroup/cpu.max", ...), for logs
   int cores = 1;                     // min(affinity, floor(quota)), at least 1: what `--threads 0` uses
 
-  std::string ToString() const;      // "4 (affinity 64, cgroup quota 4.00 CPUs from /sys/fs/cgroup/cpu.max)"
+  // "4 (online 64, affinity 64, cgroup quota 4.00 CPUs from /sys/fs/cgroup/cpu.max)"
+  std::string ToString() const;
 };
 
 // Reads the budget of the calling process. `root` prefixes every path read (/proc/self/..., the cgroup
-// mounts) so tests can supply a fake tree; the affinity mask is always the real one (online when `root` is
-// set). Never fails: unreadable or malformed cgroup files count as "no quota".
+// mounts) so tests can supply a fake tree; the affinity mask is read only when `root` is empty (with a fake
+// tree it counts as every online CPU). Never fails: unreadable or malformed cgroup files count as "no quota".
 CpuBudget ReadCpuBudget(const std::string& root = "");
 
 // ReadCpuBudget().cores for this process, computed once.

@@ -1,7 +1,6 @@
 #include "core/runtime/runtime.h"
 
 #include "core/runtime/cpu_budget.h"
-
 #include "core/runtime/device.h"
 
 #include <dlfcn.h>
