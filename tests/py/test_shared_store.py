@@ -98,6 +98,15 @@ def shared_health(server):
     return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
 
 
+def published(server, name, at_least, **labels):
+    """The server's /metrics text once counter `name` reaches `at_least`. The store's counters reach /metrics
+    through a 500 ms poller, and with --weights auto a few turns can end within one poll period."""
+    text = wait_for(lambda: (lambda t: t if metric_value(t, name, **labels) >= at_least else None)(
+        server.metrics()), timeout=10)
+    assert text is not None, f"{name}{labels} never reached {at_least}: {metric_value(server.metrics(), name, **labels)}"
+    return text
+
+
 def test_turns_alternate_between_replicas(cluster, clients):
     redis, a, b = cluster
     ca, cb = clients
@@ -115,9 +124,8 @@ def test_turns_alternate_between_replicas(cluster, clients):
     # The value in Redis is the snapshot format (magic), with the session TTL and a version per turn.
     assert redis.cli("HGET", f"titand:{{{sid}}}:s", "v") == "5"  # create + 4 turns
     assert 3500 - 5 <= int(redis.cli("TTL", f"titand:{{{sid}}}:s")) <= 3600
-    m = b.metrics()
+    m = published(b, "titand_shared_store_fetches_total", 2)
     assert metric_value(m, "titand_shared_store_up") == 1
-    assert metric_value(m, "titand_shared_store_fetches_total") >= 2
     assert metric_value(m, "titand_shared_store_bytes_total", direction="written") > 0
     assert metric_value(m, "titand_shared_store_value_bytes") > 0
     assert shared_health(a) == "SERVING"
@@ -144,7 +152,7 @@ def test_same_session_on_both_replicas_at_once(cluster, clients):
     p = prompt(rng)
     got = turn(cb, sid, p)
     assert list(got.token_ids) == reference(ca, first + ids + p)
-    assert metric_value(b.metrics(), "titand_shared_store_lease_conflicts_total") >= 1
+    published(b, "titand_shared_store_lease_conflicts_total", 1)
 
 
 def tc_enum(name):
@@ -182,7 +190,7 @@ def test_replica_whose_lease_was_taken_over_cannot_write(cluster, clients):
     assert r2.shared_state == "DURABLE"
     assert list(r2.token_ids) == reference(cb, history + p2)
     assert r2.usage.session_tokens == len(history) + len(p2) + MAX_NEW
-    assert metric_value(a.metrics(), "titand_shared_store_writes_total", result="rejected") >= 1
+    published(a, "titand_shared_store_writes_total", 1, result="rejected")
 
 
 def test_redis_killed_and_restarted_mid_workload(cluster, clients):
