@@ -385,7 +385,7 @@ int Run(sigset_t signals) {
                    " layers, weights ", (*rt)->model->WeightFormatSummary(),
                    (*rt)->adapter_id.empty() ? "" : ", adapter " + (*rt)->adapter_id, ")"));
   Log(absl::StrCat("intra-op threads ", (*rt)->intra_op_threads, "; CPUs this process may use: ",
-                   ReadCpuBudget().ToString()));
+                   ProcessCpuBudget().ToString()));
   ModelSummary summary = Summarize(**rt, *config, load.dtype);
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*config, std::move(*rt));
   if (!engine.ok()) {

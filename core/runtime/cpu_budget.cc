@@ -155,9 +155,11 @@ CpuBudget ReadCpuBudget(const std::string& root) {
   return b;
 }
 
-int AvailableCores() {
-  static const int cores = ReadCpuBudget().cores;
-  return cores;
+const CpuBudget& ProcessCpuBudget() {
+  static const CpuBudget budget = ReadCpuBudget();
+  return budget;
 }
+
+int AvailableCores() { return ProcessCpuBudget().cores; }
 
 }  // namespace titand

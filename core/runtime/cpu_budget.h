@@ -34,7 +34,10 @@ struct CpuBudget {
 // tree it counts as every online CPU). Never fails: unreadable or malformed cgroup files count as "no quota".
 CpuBudget ReadCpuBudget(const std::string& root = "");
 
-// ReadCpuBudget().cores for this process, computed once.
+// ReadCpuBudget() of this process, read once (the first call) and kept.
+const CpuBudget& ProcessCpuBudget();
+
+// ProcessCpuBudget().cores: what `--threads 0` means.
 int AvailableCores();
 
 }  // namespace titand

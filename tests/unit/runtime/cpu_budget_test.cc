@@ -42,6 +42,15 @@ int Online() { return std::max(1, static_cast<int>(std::thread::hardware_concurr
 
 constexpr char kV2Mount[] = "30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
 
+// The budget of a process in cgroup v2 group `group` ("/" or "/x") whose cpu.max reads `cpu_max`.
+CpuBudget V2Budget(const std::string& group, const std::string& cpu_max) {
+  FakeRoot r;
+  r.Write("/proc/self/mountinfo", kV2Mount);
+  r.Write("/proc/self/cgroup", "0::" + group + "\n");
+  r.Write("/sys/fs/cgroup" + (group == "/" ? std::string() : group) + "/cpu.max", cpu_max);
+  return ReadCpuBudget(r.path());
+}
+
 TEST(CpuBudget, CgroupV2QuotaOfTheProcessCgroup) {
   FakeRoot r;
   r.Write("/proc/self/mountinfo", std::string("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n") + kV2Mount);
@@ -70,11 +79,7 @@ TEST(CpuBudget, TheTightestAncestorBinds) {
 }
 
 TEST(CpuBudget, NoLimitMeansEveryAllowedCpu) {
-  FakeRoot r;
-  r.Write("/proc/self/mountinfo", kV2Mount);
-  r.Write("/proc/self/cgroup", "0::/\n");
-  r.Write("/sys/fs/cgroup/cpu.max", "max 100000\n");
-  CpuBudget b = ReadCpuBudget(r.path());
+  CpuBudget b = V2Budget("/", "max 100000\n");
   EXPECT_FALSE(b.quota.has_value());
   EXPECT_EQ(b.cores, Online());
   // nothing readable at all (no /proc, no cgroup fs) is also "no limit", not an error
@@ -83,11 +88,7 @@ TEST(CpuBudget, NoLimitMeansEveryAllowedCpu) {
 }
 
 TEST(CpuBudget, QuotaBelowOneCpuStillGivesOneThread) {
-  FakeRoot r;
-  r.Write("/proc/self/mountinfo", kV2Mount);
-  r.Write("/proc/self/cgroup", "0::/\n");
-  r.Write("/sys/fs/cgroup/cpu.max", "50000 100000\n");
-  CpuBudget b = ReadCpuBudget(r.path());
+  CpuBudget b = V2Budget("/", "50000 100000\n");
   ASSERT_TRUE(b.quota.has_value());
   EXPECT_DOUBLE_EQ(*b.quota, 0.5);
   EXPECT_EQ(b.cores, 1);
@@ -116,11 +117,7 @@ TEST(CpuBudget, CgroupV1CpuController) {
 TEST(CpuBudget, NamespacedContainerViewAndMountRootPrefix) {
   // Inside a container the cgroup namespace shows "0::/" and the mount root "/": the limit is on the mount
   // point itself. With a mount root of "/kubepods/pod1" the process path is made relative to it.
-  FakeRoot a;
-  a.Write("/proc/self/mountinfo", kV2Mount);
-  a.Write("/proc/self/cgroup", "0::/\n");
-  a.Write("/sys/fs/cgroup/cpu.max", "200000 100000\n");
-  EXPECT_EQ(ReadCpuBudget(a.path()).cores, std::min(Online(), 2));
+  EXPECT_EQ(V2Budget("/", "200000 100000\n").cores, std::min(Online(), 2));
   FakeRoot b;
   b.Write("/proc/self/mountinfo", "30 25 0:26 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
   b.Write("/proc/self/cgroup", "0::/kubepods/pod1/ctr\n");
@@ -133,11 +130,7 @@ TEST(CpuBudget, NamespacedContainerViewAndMountRootPrefix) {
 
 TEST(CpuBudget, MalformedFilesCountAsNoLimit) {
   for (const char* text : {"", "garbage\n", "100000\n", "-5 100000\n", "100000 0\n", "abc 100000\n"}) {
-    FakeRoot r;
-    r.Write("/proc/self/mountinfo", kV2Mount);
-    r.Write("/proc/self/cgroup", "0::/x\n");
-    r.Write("/sys/fs/cgroup/x/cpu.max", text);
-    CpuBudget b = ReadCpuBudget(r.path());
+    CpuBudget b = V2Budget("/x", text);
     EXPECT_FALSE(b.quota.has_value()) << "'" << text << "'";
     EXPECT_EQ(b.cores, Online());
   }
