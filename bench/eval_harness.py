@@ -125,14 +125,27 @@ def perplexity(run: Runner, extra, windows) -> float:
 
 
 def choice_accuracy(run: Runner, extra, items) -> dict:
-    """items: [(prefix ids, [continuation ids], [continuation texts], gold)] -> acc, acc_norm."""
+    """items: [(prefix ids, [continuation ids], [continuation texts], gold)] -> acc, acc_norm, n and the
+    per-document outcomes (1 = right) under "docs" for paired comparisons between configurations."""
     res = run.batch([{"prefix": p, "continuations": c} for p, c, _, _ in items], extra)
-    acc = acc_norm = 0
+    acc, acc_norm = [], []
     for (_, _, texts, gold), r in zip(items, res):
         sums = [sum(lp) for lp in r["continuations"]]
-        acc += max(range(len(sums)), key=lambda i: sums[i]) == gold
-        acc_norm += max(range(len(sums)), key=lambda i: sums[i] / max(1, len(texts[i]))) == gold
-    return {"acc": acc / len(items), "acc_norm": acc_norm / len(items), "n": len(items)}
+        acc.append(int(max(range(len(sums)), key=lambda i: sums[i]) == gold))
+        acc_norm.append(int(max(range(len(sums)), key=lambda i: sums[i] / max(1, len(texts[i]))) == gold))
+    n = len(items)
+    return {"acc": sum(acc) / n, "acc_norm": sum(acc_norm) / n, "n": n, "docs": {"acc": acc, "acc_norm": acc_norm}}
+
+
+def paired_difference(a: list[int], b: list[int]) -> tuple[float, float]:
+    """Mean of a_i - b_i over the same documents and its standard error (the paired test's: two models
+    that agree on most documents differ by far less noise than two independent accuracies)."""
+    n = len(a)
+    if n != len(b) or n < 2:
+        raise ValueError(f"paired difference needs two equal lists of >= 2 outcomes, got {len(a)} and {len(b)}")
+    d = [x - y for x, y in zip(a, b)]
+    mean = sum(d) / n
+    return mean, (sum((x - mean) ** 2 for x in d) / (n - 1) / n) ** 0.5
 
 
 def memory_items(tok, filler, length: int, trials: int, seed: int):
@@ -199,6 +212,39 @@ def untrained_adapter(trained: Path, gguf: Path, out: Path) -> Path:
     return out
 
 
+def with_window(adapter: Path, window: int, out: Path) -> Path:
+    """A copy of an adapter folder whose softmax window is `window` (sinks, weights and mu unchanged)."""
+    if window < 1:
+        raise SystemExit(f"--window must be >= 1, got {window}")
+    out.mkdir(parents=True)
+    for f in adapter.iterdir():
+        if f.is_file():
+            (out / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((out / "tptt_config.json").read_text())
+    cfg["window"] = window
+    (out / "tptt_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    return out
+
+
+def paired_rows(res: dict) -> list[tuple[str, dict]]:
+    """(measure, {config: "+x.x +- s.e. points"}) for every task metric, each configuration against base on
+    the same documents."""
+    docs = res.get("docs", {})
+    if "base" not in docs:
+        return []
+    rows = []
+    for task in docs["base"]:
+        for metric in ("acc", "acc_norm"):
+            cells = {}
+            for c, per in docs.items():
+                if c != "base" and task in per and len(per[task][metric]) == len(docs["base"][task][metric]):
+                    m, se = paired_difference(per[task][metric], docs["base"][task][metric])
+                    cells[c] = f"{100 * m:+.1f} +- {100 * se:.1f}"
+            if cells:
+                rows.append((f"{task} {metric} - base, points (n={len(docs['base'][task][metric])})", cells))
+    return rows
+
+
 def markdown(res: dict) -> str:
     cols = [c for c in ("base", "untrained", "window", "adapter") if c in res["configs"]]
     head = "| measure | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
@@ -209,6 +255,8 @@ def markdown(res: dict) -> str:
             v = res["configs"][c].get(key)
             cells.append("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
         rows.append(f"| {key} | " + " | ".join(cells) + " |")
+    for key, cells in paired_rows(res):
+        rows.append(f"| {key} | " + " | ".join(cells.get(c, "-") for c in cols) + " |")
     return head + "\n".join(rows) + "\n"
 
 
@@ -223,6 +271,9 @@ def main(argv=None) -> int:
     ap.add_argument("--memory", default="1024,4096", help="pass-key prompt lengths (16384 for the long test)")
     ap.add_argument("--memory-trials", type=int, default=10)
     ap.add_argument("--base-max-ctx", type=int, default=4096, help="longest memory prompt the base model runs")
+    ap.add_argument("--window", type=int, default=0,
+                    help="score the adapter with this softmax window instead of its own (a copy of the adapter "
+                         "with only `window` changed; the weights were trained at the adapter's window)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights", default="dtype",
                     help="titan-run --weights (dtype = the GGUF dequantised to float, as every recorded run; "
@@ -259,20 +310,26 @@ def main(argv=None) -> int:
     if old is not None:  # checked before any work: a refused --keep costs nothing
         if {"weights": "dtype", **old.get("sizes", {})} != sizes:  # runs before --weights were dense
             raise SystemExit(f"--keep: {out} was measured with {old.get('sizes')}, this run asks for {sizes}")
-        if old.get("adapter") != args.adapter and any(c != "base" for c in old["configs"]):
-            raise SystemExit(f"--keep: {out} holds adapter {old.get('adapter')}, this run {args.adapter}")
+        label = args.adapter + (f" with window {args.window}" if args.window else "")
+        if old.get("adapter") != label and any(c != "base" for c in old["configs"]):
+            raise SystemExit(f"--keep: {out} holds adapter {old.get('adapter')}, this run {label}")
 
     tmp = Path(tempfile.mkdtemp(prefix="titand-eval-"))
+    label = args.adapter + (f" with window {args.window}" if args.window else "")
+    if args.window:
+        args.adapter = str(with_window(Path(args.adapter), args.window, tmp / f"w{args.window}"))
     configs = {"base": [], "window": ["--tptt", args.adapter, "--mu", "0"], "adapter": ["--tptt", args.adapter]}
     wanted = args.configs.split(",")
     if "untrained" in wanted and "untrained" not in (old["configs"] if old else {}):
         configs["untrained"] = ["--tptt", str(untrained_adapter(Path(args.adapter), Path(args.model), tmp / "u"))]
     res = {"command": " ".join([".venv/bin/python", "bench/eval_harness.py", *(argv or sys.argv[1:])]),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "adapter": args.adapter,
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "adapter": label,
            "machine": f"{os.cpu_count()} CPU cores, {args.threads} threads", "configs": {}, "measures": [],
            "sizes": sizes}
     if old is not None:
         res["configs"], res["measures"] = old["configs"], old["measures"]
+        if "docs" in old:
+            res["docs"] = old["docs"]
         res["command"] = old["command"] + " ; " + res["command"]
         res["minutes_before"] = old.get("minutes", 0) + old.get("minutes_before", 0)
     for c in [c for c in ("base", "untrained", "window", "adapter") if c in wanted and c not in res["configs"]]:
@@ -283,6 +340,7 @@ def main(argv=None) -> int:
         for name, items in tasks.items():
             a = choice_accuracy(run, configs[c], items)
             r[f"{name} acc (n={a['n']})"], r[f"{name} acc_norm (n={a['n']})"] = a["acc"], a["acc_norm"]
+            res.setdefault("docs", {}).setdefault(c, {})[name] = a.pop("docs")
             log(f"{c} {name}: {a}")
         for L, items in mem.items():
             if c == "base" and L > args.base_max_ctx:

@@ -17,10 +17,13 @@ the optimizer, the batch sampler and the elapsed time go to <out>/checkpoint.pt 
   PYTHONPATH=tools python tools/train_tptt.py --out runs/a --minutes 60
   PYTHONPATH=tools python tools/train_tptt.py --out runs/a --minutes 60 --resume   # after an interruption
   PYTHONPATH=tools python tools/train_tptt.py --eval-only --adapter runs/a     # held-out perplexity at 1K
+  PYTHONPATH=tools python tools/train_tptt.py --init-adapter runs/a --out runs/b --seq 2048 --stage2-steps 100
+      # continue training an adapter (stage 2 only; its conversion, gates, mu and LoRA are the start)
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -34,7 +37,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from titand_ref import data  # noqa: E402
-from titand_ref.adapter import base_fingerprint, load_adapter, save_adapter  # noqa: E402
+from titand_ref.adapter import (AdapterError, apply_tensors, base_fingerprint, load_adapter, read_adapter,  # noqa: E402
+                                save_adapter, validate_against)
 from titand_ref.tptt_model import LayerState, LoraSpec, TPTTConfig, TPTTModel, load_base  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,7 +251,27 @@ def parse_args(argv=None):
     ap.add_argument("--eval-ctx", type=int, default=1024)
     ap.add_argument("--eval-windows", type=int, default=8)
     ap.add_argument("--stage1-only", action="store_true", help="skip stage 2 (operator comparisons)")
-    return ap.parse_args(argv)
+    ap.add_argument("--init-adapter", help="start from this trained adapter folder: its conversion (operator, "
+                    "feature map, window, sinks, gates, layers, LoRA r/alpha/targets) and weights; stage 1 is "
+                    "skipped and stage 2 continues training (e.g. at a longer --seq)")
+    args = ap.parse_args(argv)
+    if args.init_adapter:
+        given = {a.split("=", 1)[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+        clash = sorted(given & set(CONVERSION_FLAGS))
+        if clash:
+            ap.error(f"--init-adapter takes the conversion from the adapter; drop {', '.join(clash)} "
+                     f"(only --window and --sinks may change it: no weight depends on them)")
+        args.reshape = {k: getattr(args, k) for k in ("window", "sinks") if f"--{k}" in given}
+        if args.stage1_only or args.eval_only:
+            ap.error("--init-adapter continues stage 2; it cannot be combined with --stage1-only or --eval-only")
+    return args
+
+
+# Flags that define the conversion; with --init-adapter they come from the adapter and may not be given
+# (--window and --sinks may: they shape the softmax branch, no tensor).
+CONVERSION_FLAGS = ("--operator", "--feature-map", "--gates", "--const-b", "--const-a",
+                    "--layers", "--mu-init", "--lora-r", "--lora-alpha", "--stage1-steps", "--stage1-seq",
+                    "--stage1-lr", "--stage1-share")
 
 
 def make_config(args, n_layers: int, lora: bool) -> TPTTConfig:
@@ -256,6 +280,32 @@ def make_config(args, n_layers: int, lora: bool) -> TPTTConfig:
                       gates=args.gates,
                       constants={"b": args.const_b, "a": args.const_a}, layers=layers, mu_init=args.mu_init,
                       lora=LoraSpec(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout) if lora else None)
+
+
+def from_adapter(folder, base, fingerprint: str, lora_dropout: float, reshape: dict | None = None):
+    """A TPTTModel holding a trained adapter's conversion and weights, ready to train further: LoRA dropout is
+    --lora-dropout (an adapter stores none); reshape may set another `window` / `sinks`. Raises SystemExit
+    naming the problem (missing folder, another base model, malformed files, an adapter without LoRA, an
+    invalid window / sinks)."""
+    try:
+        adapter = read_adapter(folder)
+        validate_against(adapter, base.config, fingerprint)
+    except AdapterError as e:
+        raise SystemExit(f"--init-adapter {folder}: {e}") from e
+    cfg = adapter.config
+    if cfg.lora is None:
+        raise SystemExit(f"--init-adapter {folder}: the adapter has no LoRA; stage 2 trains LoRA")
+    desc = {k: getattr(cfg, k) for k in ("operator", "feature_map", "window", "sinks", "gates")}
+    desc.update(layers=len(cfg.layers), lora_r=cfg.lora.r, lora_alpha=cfg.lora.alpha)
+    cfg = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, dropout=lora_dropout), **(reshape or {}))
+    try:
+        cfg.validate(base.config.num_hidden_layers)
+    except ValueError as e:
+        raise SystemExit(f"--init-adapter {folder}: {e}") from e
+    model = TPTTModel(base, cfg)
+    apply_tensors(model, adapter)
+    return model, {"folder": str(folder), "config": desc, "changed": dict(reshape or {}),
+                   "training": adapter.raw_config.get("training")}
 
 
 def main(argv=None) -> int:
@@ -299,7 +349,13 @@ def main(argv=None) -> int:
     log(f"args {vars(args)} device {device}", logf)
     train = data.token_stream(tok, train_files, args.train_tokens, seed=args.seed, cache_dir=CACHE)
     log(f"{len(train_files)} train files ({len(train)} tokens), {len(held_files)} held-out files", logf)
-    model = TPTTModel(base, make_config(args, base.config.num_hidden_layers, lora=not args.stage1_only)).to(device)
+    if args.init_adapter:
+        model, init = from_adapter(args.init_adapter, base, fingerprint, args.lora_dropout, args.reshape)
+        model = model.to(device)
+        log(f"starting from adapter {args.init_adapter}: {init['config']}, changed {init['changed']}", logf)
+    else:
+        model = TPTTModel(base, make_config(args, base.config.num_hidden_layers, lora=not args.stage1_only))
+        model = model.to(device)
     ckpt = Checkpoint(out, model)
     resumed = None
     if args.resume:
@@ -311,6 +367,8 @@ def main(argv=None) -> int:
     t_start = time.time() - (resumed["elapsed"] if resumed else 0.0)
     budget = args.minutes * 60
     report = dict(resumed["report"]) if resumed else {"base_model": fingerprint}
+    if args.init_adapter and not resumed:
+        report["init_adapter"] = init
     jlog({"time": time.time(), "event": "resume" if resumed else "start", "args": vars(args), "device": str(device)})
 
     def save_ckpt(stage_state: dict) -> None:
@@ -322,7 +380,7 @@ def main(argv=None) -> int:
         with torch.no_grad():
             return sum(float(transfer_loss(model, w, args.chunk_size)[0]) for w in held1) / len(held1)
 
-    if resumed is None:
+    if resumed is None and not args.init_adapter:
         mu0 = model.mu_values()
         model.set_mu(0.0)
         report["window_only_rel_mse"] = heldout_mse()  # mu = 0: what the sliding window alone loses
@@ -342,6 +400,9 @@ def main(argv=None) -> int:
             f"continue with the same arguments and --resume", logf)
         return True
     s1_done = resumed is not None and (resumed["stage"] == "stage2" or resumed["done"])
+    if args.init_adapter and not s1_done:  # the adapter's gates are trained already: straight to stage 2
+        report["stage1"] = {"steps": 0, "skipped": "--init-adapter"}
+        s1_done = True
     if s1_done and "stage1" not in report:
         report["stage1"] = {"steps": resumed["step"]}
     if not s1_done:

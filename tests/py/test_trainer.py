@@ -78,6 +78,41 @@ def test_mu_learning_rate_is_its_own(tmp_path):
     assert lora_b and any(v.abs().max() > 0 for v in lora_b)  # the rest did train (LoRA B starts at 0)
 
 
+def test_init_adapter_continues_from_a_trained_adapter(tmp_path):
+    """--init-adapter: the adapter's conversion and weights are the start (stage 1 skipped). Zero further
+    steps write the same adapter back bit for bit; two steps at a longer --seq move the LoRA but keep the
+    conversion; --window changes only the window; a flag that would change a tensor's shape is refused."""
+    a, same, more = tmp_path / "a", tmp_path / "same", tmp_path / "more"
+    assert train_tptt.main(TINY + ["--out", str(a)]) == 0
+    cont = [x for x in TINY]
+    for flag in ("--layers", "--window", "--sinks", "--stage1-seq", "--stage1-steps", "--lora-r"):
+        i = cont.index(flag)
+        del cont[i:i + 2]
+    assert train_tptt.main(cont + ["--init-adapter", str(a), "--stage2-steps", "0", "--out", str(same)]) == 0
+    wa, ws = load_file(a / "adapter.safetensors"), load_file(same / "adapter.safetensors")
+    assert wa.keys() == ws.keys() and all(torch.equal(wa[k], ws[k]) for k in wa)
+    ca, cs = (json.loads((x / "tptt_config.json").read_text()) for x in (a, same))
+    assert cs["mu"] == ca["mu"] and (cs["window"], cs["sinks"], cs["layers"]) == (ca["window"], ca["sinks"], ca["layers"])
+    rs = json.loads((same / "report.json").read_text())
+    assert rs["stage1"] == {"steps": 0, "skipped": "--init-adapter"} and rs["init_adapter"]["folder"] == str(a)
+
+    assert train_tptt.main(cont + ["--init-adapter", str(a), "--seq", "40", "--stage2-steps", "2",
+                                   "--window", "12", "--out", str(more)]) == 0
+    wm = load_file(more / "adapter.safetensors")
+    assert wm.keys() == wa.keys()
+    assert any(not torch.equal(wm[k], wa[k]) for k in wm if "lora_B" in k)
+    cm = json.loads((more / "tptt_config.json").read_text())
+    assert (cm["window"], cm["sinks"], cm["layers"]) == (12, ca["sinks"], ca["layers"])
+    assert [r["step"] for r in events(more) if r.get("stage") == "stage2"] == [1, 2]
+    assert json.loads((more / "report.json").read_text())["init_adapter"]["changed"] == {"window": 12}
+
+    with pytest.raises(SystemExit) as e:  # argparse's usage error
+        train_tptt.main(cont + ["--init-adapter", str(a), "--lora-r", "4", "--out", str(tmp_path / "x")])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit, match="missing tptt_config.json"):
+        train_tptt.main(cont + ["--init-adapter", str(tmp_path / "none"), "--out", str(tmp_path / "y")])
+
+
 def test_resume_without_checkpoint_fails_clearly(tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         train_tptt.main(TINY + ["--out", str(tmp_path / "none"), "--resume"])
@@ -154,3 +189,23 @@ def test_harness_perplexity_equals_the_python_reference(base):
         logits = model(torch.tensor([ids])).logits[0, :-1]
     want = math.exp(F.cross_entropy(logits, torch.tensor(ids[1:])).item())
     assert got == pytest.approx(want, rel=2e-3)
+
+
+def test_zero_shot_differences_are_paired_per_document():
+    """The harness compares each configuration with base on the same documents: mean difference and the
+    paired standard error (statistics.stdev of the differences / sqrt(n)), in the Markdown table."""
+    import statistics
+
+    import eval_harness
+    a, b = [1, 1, 0, 0, 1, 1], [1, 0, 0, 1, 0, 1]
+    d = [x - y for x, y in zip(a, b)]
+    mean, se = eval_harness.paired_difference(a, b)
+    assert mean == pytest.approx(sum(d) / 6) and se == pytest.approx(statistics.stdev(d) / math.sqrt(6))
+    assert eval_harness.paired_difference(a, a) == (0.0, 0.0)
+    with pytest.raises(ValueError):
+        eval_harness.paired_difference(a, b[:-1])
+    res = {"configs": {"base": {"t acc (n=6)": 4 / 6}, "adapter": {"t acc (n=6)": 4 / 6}}, "measures": ["t acc (n=6)"],
+           "docs": {"base": {"t": {"acc": b, "acc_norm": b}}, "adapter": {"t": {"acc": a, "acc_norm": b}}}}
+    md = eval_harness.markdown(res)
+    assert f"| t acc - base, points (n=6) | - | {100 * mean:+.1f} +- {100 * se:.1f} |" in md
+    assert "| t acc_norm - base, points (n=6) | - | +0.0 +- 0.0 |" in md
