@@ -10,7 +10,7 @@
 // (SequenceState::Compact, done by the engine when a request ends) or destroyed. Layers covered: the
 // windowed layers whose cache has at most kMaxSlotCacheEntries slots (N_s + W); others keep the
 // per-sequence path. Memory: slots x (2 x n_kv x (N_s + W) x D x dtype bytes + H x D x D x 4) per covered
-// layer, allocated once (for the bundled adapter 16.4 MB a slot).
+// layer, allocated once (for the bundled adapter 28.2 MB a slot).
 #pragma once
 
 #include <cstdint>
