@@ -29,4 +29,5 @@ rm -rf "$TRAINED-w512"
 PYTHONPATH=tools .venv/bin/python tools/train_tptt.py --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
   --init-adapter "$TRAINED" --window 512 --stage2-steps 0 --out "$TRAINED-w512" --threads 1 --no-progress
 mkdir -p "$OUT"
-cp "$TRAINED-w512"/{adapter.safetensors,tptt_config.json,report.json} "$TRAINED"/{train.log,train_log.jsonl} "$OUT"/
+# The tensors are the trained ones (step 2 rewrites them unchanged); the config and report come from step 2.
+cp "$TRAINED"/{adapter.safetensors,train.log,train_log.jsonl} "$TRAINED-w512"/{tptt_config.json,report.json} "$OUT"/

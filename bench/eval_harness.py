@@ -21,9 +21,15 @@ Measures:
                    Controlled by the same prompt without the key sentence (filler of the same length in its
                    place): "acc vs prior" chooses by the log-likelihood gain over that control, "gain" is
                    the mean gain of the true key in nats (s.e. beside it). Stacked windows still reach back
-                   layers x W tokens (30 x 256 = 7,680 for the bundled adapter), so below that the window
-                   alone can carry some of the key layer by layer: the memory's share is the hybrid's gain
-                   over the window's, not the hybrid's gain alone.
+                   layers x (W - 1) tokens (30 x 511 = 15,330 for the bundled adapter), so below that the
+                   window alone can carry some of the key layer by layer: the memory's share is the hybrid's
+                   gain over the window's, not the hybrid's gain alone.
+  "<task> acc - base, points"   paired difference on the same documents: the mean over documents of
+                   (config right) - (base right), in percentage points, +- its standard error (a 95% interval
+                   is about +-2 s.e.; at small n, 0 +- 0 only means the two agreed on every document).
+
+--window N scores the window and adapter columns at softmax window N instead of the adapter's own (a copy
+of the adapter with only `window` changed; the columns are labelled "(W N)").
 
   .venv/bin/python bench/eval_harness.py --out bench/results/<date>/eval.json   # see --help for sizes
 """
@@ -34,6 +40,7 @@ import gzip
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -247,7 +254,9 @@ def paired_rows(res: dict) -> list[tuple[str, dict]]:
 
 def markdown(res: dict) -> str:
     cols = [c for c in ("base", "untrained", "window", "adapter") if c in res["configs"]]
-    head = "| measure | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+    w = res.get("window")
+    names = [f"{c} (W {w})" if w is not None and c != "base" else c for c in cols]
+    head = "| measure | " + " | ".join(names) + " |\n|---|" + "---|" * len(cols) + "\n"
     rows = []
     for key in res["measures"]:
         cells = []
@@ -271,9 +280,9 @@ def main(argv=None) -> int:
     ap.add_argument("--memory", default="1024,4096", help="pass-key prompt lengths (16384 for the long test)")
     ap.add_argument("--memory-trials", type=int, default=10)
     ap.add_argument("--base-max-ctx", type=int, default=4096, help="longest memory prompt the base model runs")
-    ap.add_argument("--window", type=int, default=0,
-                    help="score the adapter with this softmax window instead of its own (a copy of the adapter "
-                         "with only `window` changed; the weights were trained at the adapter's window)")
+    ap.add_argument("--window", type=int, default=None,
+                    help="score the adapter (and window) columns with this softmax window in tokens (>= 1) instead "
+                         "of the adapter's own: a copy of the adapter with only `window` changed")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights", default="dtype",
                     help="titan-run --weights (dtype = the GGUF dequantised to float, as every recorded run; "
@@ -283,6 +292,8 @@ def main(argv=None) -> int:
                     help="keep the configurations already in --out (same sizes required) and add the others: "
                          "columns can be measured in separate runs, a cut-short run continues")
     args = ap.parse_args(argv)
+    if args.window is not None and args.window < 1:
+        ap.error(f"--window must be >= 1 tokens, got {args.window}")
 
     from titand_ref.tptt_model import load_base
 
@@ -310,13 +321,20 @@ def main(argv=None) -> int:
     if old is not None:  # checked before any work: a refused --keep costs nothing
         if {"weights": "dtype", **old.get("sizes", {})} != sizes:  # runs before --weights were dense
             raise SystemExit(f"--keep: {out} was measured with {old.get('sizes')}, this run asks for {sizes}")
-        label = args.adapter + (f" with window {args.window}" if args.window else "")
+        label = args.adapter + (f" with window {args.window}" if args.window is not None else "")
         if old.get("adapter") != label and any(c != "base" for c in old["configs"]):
             raise SystemExit(f"--keep: {out} holds adapter {old.get('adapter')}, this run {label}")
 
     tmp = Path(tempfile.mkdtemp(prefix="titand-eval-"))
-    label = args.adapter + (f" with window {args.window}" if args.window else "")
-    if args.window:
+    try:
+        return measure(args, run, tok, ppl_windows, tasks, mem, old, sizes, out, tmp, t0, argv)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # adapter copies (~5 MB each)
+
+
+def measure(args, run, tok, ppl_windows, tasks, mem, old, sizes, out, tmp, t0, argv) -> int:
+    label = args.adapter + (f" with window {args.window}" if args.window is not None else "")
+    if args.window is not None:
         args.adapter = str(with_window(Path(args.adapter), args.window, tmp / f"w{args.window}"))
     configs = {"base": [], "window": ["--tptt", args.adapter, "--mu", "0"], "adapter": ["--tptt", args.adapter]}
     wanted = args.configs.split(",")
@@ -325,7 +343,7 @@ def main(argv=None) -> int:
     res = {"command": " ".join([".venv/bin/python", "bench/eval_harness.py", *(argv or sys.argv[1:])]),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "adapter": label,
            "machine": f"{os.cpu_count()} CPU cores, {args.threads} threads", "configs": {}, "measures": [],
-           "sizes": sizes}
+           "sizes": sizes, "window": args.window}
     if old is not None:
         res["configs"], res["measures"] = old["configs"], old["measures"]
         if "docs" in old:

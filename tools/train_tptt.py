@@ -199,6 +199,15 @@ def perplexity(model: TPTTModel, windows, chunk_size: int) -> float:
     return math.exp(nll / n)
 
 
+def window_arg(s: str):
+    if s.lower() == "none":
+        return None
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or 'none', got {s!r}") from None
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(DEFAULT_GGUF))
@@ -207,7 +216,7 @@ def parse_args(argv=None):
                     help="corpus directories (*.rst, *.txt) or text files")
     ap.add_argument("--heldout-frac", type=float, default=0.05)
     ap.add_argument("--train-tokens", type=int, default=2_000_000, help="tokens of training text to prepare")
-    ap.add_argument("--window", type=lambda s: None if s.lower() == "none" else int(s), default=64)
+    ap.add_argument("--window", type=window_arg, default=64, help="softmax window W in tokens, or 'none'")
     ap.add_argument("--sinks", type=int, default=0, help="attention sinks N_s of the softmax branch")
     ap.add_argument("--operator", default="gated_delta", choices=("linear", "gated", "delta", "gated_delta"))
     ap.add_argument("--feature-map", default="tptt", choices=("tptt", "elu", "identity"))
@@ -257,6 +266,9 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.init_adapter:
         given = {a.split("=", 1)[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+        skipped = sorted(given & set(STAGE1_FLAGS))
+        if skipped:
+            ap.error(f"--init-adapter skips stage 1 (the adapter's gates are trained); drop {', '.join(skipped)}")
         clash = sorted(given & set(CONVERSION_FLAGS))
         if clash:
             ap.error(f"--init-adapter takes the conversion from the adapter; drop {', '.join(clash)} "
@@ -264,14 +276,19 @@ def parse_args(argv=None):
         args.reshape = {k: getattr(args, k) for k in ("window", "sinks") if f"--{k}" in given}
         if args.stage1_only or args.eval_only:
             ap.error("--init-adapter continues stage 2; it cannot be combined with --stage1-only or --eval-only")
+        if args.out and Path(args.out).resolve() == Path(args.init_adapter).resolve():
+            ap.error("--out must differ from --init-adapter (write a new folder, then copy its files over)")
     return args
 
 
 # Flags that define the conversion; with --init-adapter they come from the adapter and may not be given
 # (--window and --sinks may: they shape the softmax branch, no tensor).
-CONVERSION_FLAGS = ("--operator", "--feature-map", "--gates", "--const-b", "--const-a",
-                    "--layers", "--mu-init", "--lora-r", "--lora-alpha", "--stage1-steps", "--stage1-seq",
-                    "--stage1-lr", "--stage1-share")
+CONVERSION_FLAGS = ("--operator", "--feature-map", "--gates", "--const-b", "--const-a", "--layers", "--mu-init",
+                    "--lora-r", "--lora-alpha")
+STAGE1_FLAGS = ("--stage1-steps", "--stage1-seq", "--stage1-lr", "--stage1-share")
+# What the run's log shows instead of the (unused) conversion and stage-1 arguments with --init-adapter.
+_UNUSED_WITH_INIT = ("window", "sinks", "operator", "feature_map", "gates", "const_b", "const_a", "layers", "mu_init",
+                     "lora_r", "lora_alpha", "stage1_steps", "stage1_seq", "stage1_lr", "stage1_share")
 
 
 def make_config(args, n_layers: int, lora: bool) -> TPTTConfig:
@@ -287,11 +304,13 @@ def from_adapter(folder, base, fingerprint: str, lora_dropout: float, reshape: d
     --lora-dropout (an adapter stores none); reshape may set another `window` / `sinks`. Raises SystemExit
     naming the problem (missing folder, another base model, malformed files, an adapter without LoRA, an
     invalid window / sinks)."""
+    if not Path(folder).is_dir():
+        raise SystemExit(f"--init-adapter {folder}: no such adapter folder")
     try:
         adapter = read_adapter(folder)
         validate_against(adapter, base.config, fingerprint)
     except AdapterError as e:
-        raise SystemExit(f"--init-adapter {folder}: {e}") from e
+        raise SystemExit(f"--init-adapter: {e}") from e
     cfg = adapter.config
     if cfg.lora is None:
         raise SystemExit(f"--init-adapter {folder}: the adapter has no LoRA; stage 2 trains LoRA")
@@ -336,6 +355,11 @@ def main(argv=None) -> int:
 
     if not args.out:
         raise SystemExit("--out is required for training")
+    init = None
+    if args.init_adapter:  # checked before anything is written
+        model, init = from_adapter(args.init_adapter, base, fingerprint, args.lora_dropout, args.reshape)
+    else:
+        model = TPTTModel(base, make_config(args, base.config.num_hidden_layers, lora=not args.stage1_only))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     logf = open(out / "train.log", "a")
@@ -346,16 +370,16 @@ def main(argv=None) -> int:
         jfile.flush()
 
     device = pick_device(args.device)
-    log(f"args {vars(args)} device {device}", logf)
+    shown = vars(args)
+    if init is not None:
+        shown = {k: v for k, v in shown.items() if k not in _UNUSED_WITH_INIT}
+        shown["conversion"] = {**init["config"], **init["changed"]}
+    log(f"args {shown} device {device}", logf)
     train = data.token_stream(tok, train_files, args.train_tokens, seed=args.seed, cache_dir=CACHE)
     log(f"{len(train_files)} train files ({len(train)} tokens), {len(held_files)} held-out files", logf)
-    if args.init_adapter:
-        model, init = from_adapter(args.init_adapter, base, fingerprint, args.lora_dropout, args.reshape)
-        model = model.to(device)
+    model = model.to(device)
+    if init is not None:
         log(f"starting from adapter {args.init_adapter}: {init['config']}, changed {init['changed']}", logf)
-    else:
-        model = TPTTModel(base, make_config(args, base.config.num_hidden_layers, lora=not args.stage1_only))
-        model = model.to(device)
     ckpt = Checkpoint(out, model)
     resumed = None
     if args.resume:
@@ -367,9 +391,12 @@ def main(argv=None) -> int:
     t_start = time.time() - (resumed["elapsed"] if resumed else 0.0)
     budget = args.minutes * 60
     report = dict(resumed["report"]) if resumed else {"base_model": fingerprint}
+    if resumed and (init or {}).get("changed") != report.get("init_adapter", {}).get("changed"):
+        raise SystemExit(f"--resume: {ckpt.path} was trained with --init-adapter changes "
+                         f"{report.get('init_adapter', {}).get('changed')}, this run asks for {(init or {}).get('changed')}")
     if args.init_adapter and not resumed:
         report["init_adapter"] = init
-    jlog({"time": time.time(), "event": "resume" if resumed else "start", "args": vars(args), "device": str(device)})
+    jlog({"time": time.time(), "event": "resume" if resumed else "start", "args": shown, "device": str(device)})
 
     def save_ckpt(stage_state: dict) -> None:
         ckpt.save({**stage_state, "elapsed": time.time() - t_start, "report": report})

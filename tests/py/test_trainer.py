@@ -106,11 +106,18 @@ def test_init_adapter_continues_from_a_trained_adapter(tmp_path):
     assert [r["step"] for r in events(more) if r.get("stage") == "stage2"] == [1, 2]
     assert json.loads((more / "report.json").read_text())["init_adapter"]["changed"] == {"window": 12}
 
-    with pytest.raises(SystemExit) as e:  # argparse's usage error
-        train_tptt.main(cont + ["--init-adapter", str(a), "--lora-r", "4", "--out", str(tmp_path / "x")])
-    assert e.value.code == 2
-    with pytest.raises(SystemExit, match="missing tptt_config.json"):
+    with pytest.raises(SystemExit, match="was trained with --init-adapter changes"):  # another window on resume
+        train_tptt.main(cont + ["--init-adapter", str(a), "--seq", "40", "--stage2-steps", "2", "--window", "10",
+                                "--out", str(more), "--resume"])
+    for bad in (["--lora-r", "4"], ["--stage1-steps", "3"], ["--out", str(a)]):  # argparse's usage error
+        with pytest.raises(SystemExit) as e:
+            train_tptt.main(cont + ["--init-adapter", str(a), "--out", str(tmp_path / "x"), *bad])
+        assert e.value.code == 2
+    with pytest.raises(SystemExit, match="no such adapter folder"):
         train_tptt.main(cont + ["--init-adapter", str(tmp_path / "none"), "--out", str(tmp_path / "y")])
+    with pytest.raises(SystemExit, match="sinks must be"):
+        train_tptt.main(cont + ["--init-adapter", str(a), "--sinks", "-1", "--out", str(tmp_path / "z")])
+    assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()  # nothing written on a refusal
 
 
 def test_resume_without_checkpoint_fails_clearly(tmp_path):
@@ -209,3 +216,4 @@ def test_zero_shot_differences_are_paired_per_document():
     md = eval_harness.markdown(res)
     assert f"| t acc - base, points (n=6) | - | {100 * mean:+.1f} +- {100 * se:.1f} |" in md
     assert "| t acc_norm - base, points (n=6) | - | +0.0 +- 0.0 |" in md
+    assert eval_harness.markdown({**res, "window": 512}).startswith("| measure | base | adapter (W 512) |")
