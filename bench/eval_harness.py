@@ -40,7 +40,6 @@ import gzip
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -221,8 +220,6 @@ def untrained_adapter(trained: Path, gguf: Path, out: Path) -> Path:
 
 def with_window(adapter: Path, window: int, out: Path) -> Path:
     """A copy of an adapter folder whose softmax window is `window` (sinks, weights and mu unchanged)."""
-    if window < 1:
-        raise SystemExit(f"--window must be >= 1, got {window}")
     out.mkdir(parents=True)
     for f in adapter.iterdir():
         if f.is_file():
@@ -317,65 +314,58 @@ def main(argv=None) -> int:
     out = Path(args.out)
     sizes = {k: getattr(args, k) for k in ("model", "weights", "ppl", "task_docs", "memory", "memory_trials",
                                           "base_max_ctx")}
+    label = args.adapter + (f" with window {args.window}" if args.window is not None else "")
     old = json.loads(out.read_text()) if args.keep and out.exists() else None
     if old is not None:  # checked before any work: a refused --keep costs nothing
         if {"weights": "dtype", **old.get("sizes", {})} != sizes:  # runs before --weights were dense
             raise SystemExit(f"--keep: {out} was measured with {old.get('sizes')}, this run asks for {sizes}")
-        label = args.adapter + (f" with window {args.window}" if args.window is not None else "")
         if old.get("adapter") != label and any(c != "base" for c in old["configs"]):
             raise SystemExit(f"--keep: {out} holds adapter {old.get('adapter')}, this run {label}")
 
-    tmp = Path(tempfile.mkdtemp(prefix="titand-eval-"))
-    try:
-        return measure(args, run, tok, ppl_windows, tasks, mem, old, sizes, out, tmp, t0, argv)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # adapter copies (~5 MB each)
-
-
-def measure(args, run, tok, ppl_windows, tasks, mem, old, sizes, out, tmp, t0, argv) -> int:
-    label = args.adapter + (f" with window {args.window}" if args.window is not None else "")
-    if args.window is not None:
-        args.adapter = str(with_window(Path(args.adapter), args.window, tmp / f"w{args.window}"))
-    configs = {"base": [], "window": ["--tptt", args.adapter, "--mu", "0"], "adapter": ["--tptt", args.adapter]}
-    wanted = args.configs.split(",")
-    if "untrained" in wanted and "untrained" not in (old["configs"] if old else {}):
-        configs["untrained"] = ["--tptt", str(untrained_adapter(Path(args.adapter), Path(args.model), tmp / "u"))]
-    res = {"command": " ".join([".venv/bin/python", "bench/eval_harness.py", *(argv or sys.argv[1:])]),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "adapter": label,
-           "machine": f"{os.cpu_count()} CPU cores, {args.threads} threads", "configs": {}, "measures": [],
-           "sizes": sizes, "window": args.window}
-    if old is not None:
-        res["configs"], res["measures"] = old["configs"], old["measures"]
-        if "docs" in old:
-            res["docs"] = old["docs"]
-        res["command"] = old["command"] + " ; " + res["command"]
-        res["minutes_before"] = old.get("minutes", 0) + old.get("minutes_before", 0)
-    for c in [c for c in ("base", "untrained", "window", "adapter") if c in wanted and c not in res["configs"]]:
-        r = res["configs"][c] = {}
-        for ctx, ws in ppl_windows.items():
-            r[f"ppl@{ctx} ({len(ws)}x)"] = perplexity(run, configs[c], ws)
-            log(f"{c} ppl@{ctx}: {r[f'ppl@{ctx} ({len(ws)}x)']:.3f}")
-        for name, items in tasks.items():
-            a = choice_accuracy(run, configs[c], items)
-            r[f"{name} acc (n={a['n']})"], r[f"{name} acc_norm (n={a['n']})"] = a["acc"], a["acc_norm"]
-            res.setdefault("docs", {}).setdefault(c, {})[name] = a.pop("docs")
-            log(f"{c} {name}: {a}")
-        for L, items in mem.items():
-            if c == "base" and L > args.base_max_ctx:
-                continue
-            m = memory_scores(run, configs[c], items)
-            r[f"memory@{L} (n={len(items)})"] = m["acc"]
-            r[f"memory@{L} acc vs prior (n={len(items)})"] = m["acc_vs_prior"]
-            r[f"memory@{L} gain, nats (n={len(items)})"] = m["gain"]
-            r[f"memory@{L} gain s.e. (n={len(items)})"] = m["gain_se"]
-            log(f"{c} memory@{L}: {m}")
-        for k in r:
-            if k not in res["measures"]:
-                res["measures"].append(k)
-        res["minutes"] = (time.time() - t0) / 60
-        write(res, out)  # after every configuration: a cut-short run keeps what it measured
-    print(write(res, out))
-    return 0
+    with tempfile.TemporaryDirectory(prefix="titand-eval-") as d:  # adapter copies (~5 MB each), removed after
+        tmp = Path(d)
+        if args.window is not None:
+            args.adapter = str(with_window(Path(args.adapter), args.window, tmp / f"w{args.window}"))
+        configs = {"base": [], "window": ["--tptt", args.adapter, "--mu", "0"], "adapter": ["--tptt", args.adapter]}
+        wanted = args.configs.split(",")
+        if "untrained" in wanted and "untrained" not in (old["configs"] if old else {}):
+            configs["untrained"] = ["--tptt", str(untrained_adapter(Path(args.adapter), Path(args.model), tmp / "u"))]
+        res = {"command": " ".join([".venv/bin/python", "bench/eval_harness.py", *(argv or sys.argv[1:])]),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "adapter": label,
+               "machine": f"{os.cpu_count()} CPU cores, {args.threads} threads", "configs": {}, "measures": [],
+               "sizes": sizes, "window": args.window}
+        if old is not None:
+            res["configs"], res["measures"] = old["configs"], old["measures"]
+            if "docs" in old:
+                res["docs"] = old["docs"]
+            res["command"] = old["command"] + " ; " + res["command"]
+            res["minutes_before"] = old.get("minutes", 0) + old.get("minutes_before", 0)
+        for c in [c for c in ("base", "untrained", "window", "adapter") if c in wanted and c not in res["configs"]]:
+            r = res["configs"][c] = {}
+            for ctx, ws in ppl_windows.items():
+                r[f"ppl@{ctx} ({len(ws)}x)"] = perplexity(run, configs[c], ws)
+                log(f"{c} ppl@{ctx}: {r[f'ppl@{ctx} ({len(ws)}x)']:.3f}")
+            for name, items in tasks.items():
+                a = choice_accuracy(run, configs[c], items)
+                r[f"{name} acc (n={a['n']})"], r[f"{name} acc_norm (n={a['n']})"] = a["acc"], a["acc_norm"]
+                res.setdefault("docs", {}).setdefault(c, {})[name] = a.pop("docs")
+                log(f"{c} {name}: {a}")
+            for L, items in mem.items():
+                if c == "base" and L > args.base_max_ctx:
+                    continue
+                m = memory_scores(run, configs[c], items)
+                r[f"memory@{L} (n={len(items)})"] = m["acc"]
+                r[f"memory@{L} acc vs prior (n={len(items)})"] = m["acc_vs_prior"]
+                r[f"memory@{L} gain, nats (n={len(items)})"] = m["gain"]
+                r[f"memory@{L} gain s.e. (n={len(items)})"] = m["gain_se"]
+                log(f"{c} memory@{L}: {m}")
+            for k in r:
+                if k not in res["measures"]:
+                    res["measures"].append(k)
+            res["minutes"] = (time.time() - t0) / 60
+            write(res, out)  # after every configuration: a cut-short run keeps what it measured
+        print(write(res, out))
+        return 0
 
 
 def write(res: dict, out: Path) -> str:

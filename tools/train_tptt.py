@@ -286,9 +286,8 @@ def parse_args(argv=None):
 CONVERSION_FLAGS = ("--operator", "--feature-map", "--gates", "--const-b", "--const-a", "--layers", "--mu-init",
                     "--lora-r", "--lora-alpha")
 STAGE1_FLAGS = ("--stage1-steps", "--stage1-seq", "--stage1-lr", "--stage1-share")
-# What the run's log shows instead of the (unused) conversion and stage-1 arguments with --init-adapter.
-_UNUSED_WITH_INIT = ("window", "sinks", "operator", "feature_map", "gates", "const_b", "const_a", "layers", "mu_init",
-                     "lora_r", "lora_alpha", "stage1_steps", "stage1_seq", "stage1_lr", "stage1_share")
+# The arguments a run with --init-adapter does not use (its log shows the adapter's conversion instead).
+_UNUSED_WITH_INIT = {f[2:].replace("-", "_") for f in ("--window", "--sinks") + CONVERSION_FLAGS + STAGE1_FLAGS}
 
 
 def make_config(args, n_layers: int, lora: bool) -> TPTTConfig:
@@ -391,9 +390,11 @@ def main(argv=None) -> int:
     t_start = time.time() - (resumed["elapsed"] if resumed else 0.0)
     budget = args.minutes * 60
     report = dict(resumed["report"]) if resumed else {"base_model": fingerprint}
-    if resumed and (init or {}).get("changed") != report.get("init_adapter", {}).get("changed"):
-        raise SystemExit(f"--resume: {ckpt.path} was trained with --init-adapter changes "
-                         f"{report.get('init_adapter', {}).get('changed')}, this run asks for {(init or {}).get('changed')}")
+    if resumed:
+        was, now = report.get("init_adapter", {}).get("changed"), (init or {}).get("changed")
+        if was != now:
+            raise SystemExit(f"--resume: {ckpt.path} was trained with --init-adapter changes {was}, "
+                             f"this run asks for {now}")
     if args.init_adapter and not resumed:
         report["init_adapter"] = init
     jlog({"time": time.time(), "event": "resume" if resumed else "start", "args": shown, "device": str(device)})

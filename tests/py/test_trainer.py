@@ -92,7 +92,8 @@ def test_init_adapter_continues_from_a_trained_adapter(tmp_path):
     wa, ws = load_file(a / "adapter.safetensors"), load_file(same / "adapter.safetensors")
     assert wa.keys() == ws.keys() and all(torch.equal(wa[k], ws[k]) for k in wa)
     ca, cs = (json.loads((x / "tptt_config.json").read_text()) for x in (a, same))
-    assert cs["mu"] == ca["mu"] and (cs["window"], cs["sinks"], cs["layers"]) == (ca["window"], ca["sinks"], ca["layers"])
+    assert cs["mu"] == ca["mu"]
+    assert (cs["window"], cs["sinks"], cs["layers"]) == (ca["window"], ca["sinks"], ca["layers"])
     rs = json.loads((same / "report.json").read_text())
     assert rs["stage1"] == {"steps": 0, "skipped": "--init-adapter"} and rs["init_adapter"]["folder"] == str(a)
 
